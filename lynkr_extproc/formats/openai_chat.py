@@ -1,0 +1,179 @@
+"""OpenAI Chat Completions: /v1/chat/completions.
+
+Usage meaning: `prompt_tokens` includes `prompt_tokens_details.
+cached_tokens`, and `completion_tokens` includes `completion_tokens_details.
+reasoning_tokens`. A streamed response carries usage only when the request
+sets `stream_options.include_usage`, in a last chunk whose `choices` is
+empty.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import InvalidRequestError
+from ..pricing import Usage
+from ..sse import Event
+from . import _common
+from .base import RequestFacts
+
+name = "openai_chat"
+error_style = "openai"
+
+
+def read_request(body: dict[str, Any]) -> RequestFacts:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("\"messages\" must be a non-empty list")
+    texts: list[str] = []
+    images = results = 0
+    first_parts: list[str] = []
+    last_user = ""
+    for message in messages:
+        if not isinstance(message, dict):
+            raise InvalidRequestError("every entry of \"messages\" must be an object")
+        role = message.get("role")
+        before = len(texts)
+        found_images, _ = _common.content_text(message.get("content"), texts)
+        images += found_images
+        if role == "tool":
+            results += 1
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict):
+                function = call.get("function") or {}
+                texts.append(str(function.get("arguments", "")))
+        if role == "user":
+            last_user = "\n".join(texts[before:])
+        if role in ("system", "developer") or (role == "user" and len(first_parts) < 2):
+            if len(first_parts) < 3:
+                first_parts.append("\n".join(texts[before:]))
+    tools = body.get("tools") or []
+    tool_names = [
+        str((tool.get("function") or {}).get("name", ""))
+        for tool in tools
+        if isinstance(tool, dict)
+    ]
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    last_role = messages[-1].get("role") if isinstance(messages[-1], dict) else None
+    return RequestFacts(
+        model=_common.require_model(body),
+        stream=_common.require_stream_flag(body),
+        output_cap=_common.output_cap(body, "max_completion_tokens", "max_tokens"),
+        text="\n".join(texts),
+        last_user_text=last_user,
+        message_count=len(messages),
+        tool_names=tool_names,
+        tool_result_count=results,
+        in_tool_loop=last_role == "tool",
+        first_messages_digest=_common.digest(first_parts),
+        image_count=images,
+        tools_chars=_common.json_size(tools),
+        client_wants_usage=wants_usage,
+    )
+
+
+def prepare_upstream(
+    body: dict[str, Any], *, model: str, include_usage: bool
+) -> dict[str, Any]:
+    prepared = copy.copy(body)
+    prepared["model"] = model
+    if include_usage and prepared.get("stream") is True:
+        options = prepared.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        options["include_usage"] = True
+        prepared["stream_options"] = options
+    return prepared
+
+
+def usage_from_json(document: Any, flags: set[str]) -> Usage | None:
+    if not isinstance(document, dict):
+        return None
+    usage = document.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    reading = _common.build_usage(
+        flags,
+        input_tokens=usage.get("prompt_tokens"),
+        cache_read_tokens=prompt_details.get("cached_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        reasoning_tokens=completion_details.get("reasoning_tokens"),
+    )
+    if reading is None:
+        return None
+    cached = min(reading.cache_read_tokens, reading.input_tokens)
+    return Usage(
+        input_tokens=reading.input_tokens - cached,
+        cache_read_tokens=cached,
+        output_tokens=reading.output_tokens,
+        reasoning_tokens=min(reading.reasoning_tokens, reading.output_tokens),
+    )
+
+
+def text_chars_from_json(document: Any) -> int:
+    if not isinstance(document, dict):
+        return 0
+    total = 0
+    for choice in document.get("choices") or []:
+        if isinstance(choice, dict):
+            total += _message_chars(choice.get("message") or choice.get("delta"))
+    return total
+
+
+def _message_chars(message: Any) -> int:
+    if not isinstance(message, dict):
+        return 0
+    total = 0
+    for field in ("content", "reasoning_content", "refusal"):
+        value = message.get(field)
+        if isinstance(value, str):
+            total += len(value)
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                total += len(arguments)
+    return total
+
+
+class Meter:
+    """Reads usage from a Chat Completions event stream."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.text_chars = 0
+        self.finished = False
+        self.failed = False
+        self.flags: set[str] = set()
+
+    def feed(self, event: Event) -> None:
+        if event.data == "[DONE]":
+            self.finished = True
+            return
+        chunk = _common.load_json_event(event.data)
+        if not isinstance(chunk, dict):
+            return
+        if "error" in chunk:
+            self.failed = True
+        self.text_chars += text_chars_from_json(chunk)
+        usage = usage_from_json(chunk, self.flags)
+        if usage is not None:
+            self.usage = usage
+            self.finished = True
+
+    def is_usage_only(self, event: Event) -> bool:
+        if '"usage"' not in event.data:
+            return False
+        chunk = _common.load_json_event(event.data)
+        return (
+            isinstance(chunk, dict)
+            and chunk.get("choices") == []
+            and isinstance(chunk.get("usage"), dict)
+        )
+
+
+def new_meter() -> Meter:
+    return Meter()

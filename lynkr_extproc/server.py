@@ -1,0 +1,90 @@
+"""The grpc.aio ext_proc server: a thin loop around StreamProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
+
+from .config import Config
+from .gateway import Gateway
+from .processor import ProtocolError, StreamProcessor
+from .store import BudgetStore, open_store
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    async def Process(
+        self,
+        request_iterator: AsyncIterator[ext_proc.ProcessingRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        processor = StreamProcessor(self.gateway)
+        try:
+            async for request in request_iterator:
+                await context.write(await processor.handle(request))
+        except ProtocolError as exc:
+            logger.error("request %s: %s; closing the stream", processor.request_id or "-", exc)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        finally:
+            # A separate task, so that a cancelled stream still records spend.
+            task = asyncio.ensure_future(self._finish(processor))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, processor: StreamProcessor) -> None:
+        try:
+            await processor.finish()
+        except Exception:
+            logger.exception("request %s: recording spend failed", processor.request_id)
+
+    async def drain(self) -> None:
+        """Wait for spend records of ended streams to be written."""
+        while self._finishing:
+            await asyncio.gather(*list(self._finishing), return_exceptions=True)
+
+
+class Service:
+    """The running server with its store; `stop` drains before closing."""
+
+    def __init__(self, server: grpc.aio.Server, servicer: ExternalProcessor, store: BudgetStore, port: int) -> None:
+        self.server = server
+        self.servicer = servicer
+        self.store = store
+        self.port = port
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        await self.server.stop(grace_s)
+        await self.servicer.drain()
+        await self.store.close()
+
+
+async def start(config: Config, *, store: BudgetStore | None = None) -> Service:
+    """Open the store and start serving on config.listen."""
+    store = store or await open_store(config.store_url, timeout_s=config.store_timeout_ms / 1000)
+    servicer = ExternalProcessor(Gateway(config, store))
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    ext_proc_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        await store.close()
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    logger.info("ext_proc server listening on %s", config.listen)
+    return Service(server, servicer, store, port)

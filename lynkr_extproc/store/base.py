@@ -1,0 +1,127 @@
+"""The budget store interface shared by every backend.
+
+A request is admitted by one atomic `reserve` over all budget windows that
+apply to it: for each window, committed + held + estimate must stay within
+the limit, and a window whose committed + held spend already reaches the
+limit rejects even a zero estimate. A rejection changes nothing. A
+reservation is then either settled (the spend record is written and its
+cost added to every window, once per request id) or left to expire, so
+that a crashed process cannot hold budget forever.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from ..pricing import Usage
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One budget window a request counts against."""
+
+    level: str
+    id: str
+    """The id shown to clients, such as the team id."""
+    counter: str
+    """The stored counter id; customers are qualified by their org."""
+    window: str
+    period: str
+    """Counter period key, such as "month:2026-12" or "total"."""
+    limit_nanos: int
+    resets_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The first window, in level order, that cannot take the estimate."""
+
+    charge: Charge
+    committed_nanos: int
+    held_nanos: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Budget held for one admitted request."""
+
+    hold_id: str
+    charges: tuple[Charge, ...]
+    estimate_nanos: int
+    remaining_nanos: int | None
+    """Room left in the tightest window after this hold, if any window applies."""
+
+
+@dataclass
+class SpendRecord:
+    """One row of the spend log: what one request cost and who pays."""
+
+    request_id: str
+    time: datetime
+    key_id: str
+    team: str
+    customer: str | None
+    org: str
+    tier: str
+    provider: str
+    upstream: str
+    model: str
+    usage: Usage
+    cost_nanos: int
+    usage_source: str
+    """"reported" by the upstream, or "estimated" from the text seen."""
+    status: int
+    outcome: str
+    """"completed", "partial" (cut before the end) or "failed"."""
+    latency_ms: int
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+
+class BudgetStore(abc.ABC):
+    """Atomic budget counters, expiring holds and the spend log."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self,
+        hold_id: str,
+        charges: Sequence[Charge],
+        estimate_nanos: int,
+        *,
+        ttl_s: float,
+    ) -> Reservation | Rejection:
+        """Hold `estimate_nanos` on every charge, or reject and change nothing."""
+
+    @abc.abstractmethod
+    async def settle(self, reservation: Reservation, record: SpendRecord) -> bool:
+        """Write `record`, add its cost to the reserved windows, drop the hold.
+
+        Returns False, changing no counter, when a record with the same
+        request id already exists.
+        """
+
+    @abc.abstractmethod
+    async def release(self, hold_id: str) -> None:
+        """Drop a hold without charging anything."""
+
+    @abc.abstractmethod
+    async def balance(self, charge: Charge) -> tuple[int, int]:
+        """Return (committed, held) nano-dollars of one window."""
+
+    @abc.abstractmethod
+    async def spend_record(self, request_id: str) -> SpendRecord | None:
+        """Return the spend record of one request, if written."""
+
+    @abc.abstractmethod
+    async def session_tier(self, session: str, *, max_age_s: float) -> str | None:
+        """Return the tier a conversation was pinned to, if recent."""
+
+    @abc.abstractmethod
+    async def pin_session(self, session: str, tier: str) -> None:
+        """Pin a conversation to a tier."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and close connections."""
