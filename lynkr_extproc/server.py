@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from datetime import datetime
+from typing import AsyncIterator, Callable
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
@@ -70,14 +71,23 @@ class Service:
         await self.store.close()
 
 
-async def start(config: Config, *, store: BudgetStore | None = None) -> Service:
+async def start(
+    config: Config,
+    *,
+    store: BudgetStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Service:
     """Open the store and start serving on config.listen."""
     store = store or await open_store(config.store_url, timeout_s=config.store_timeout_ms / 1000)
-    servicer = ExternalProcessor(Gateway(config, store))
+    gateway = Gateway(config, store) if clock is None else Gateway(config, store, clock=clock)
+    servicer = ExternalProcessor(gateway)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # A second process on the same port must fail, not silently
+            # take half of Envoy's streams.
+            ("grpc.so_reuseport", 0),
         ]
     )
     ext_proc_grpc.add_ExternalProcessorServicer_to_server(servicer, server)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Coroutine, TypeVar
+from datetime import datetime
+from typing import Any, Callable, Coroutine, TypeVar
 
 from lynkr_extproc import server
 from lynkr_extproc.config import Config
@@ -13,8 +14,9 @@ T = TypeVar("T")
 
 
 class ServiceThread:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None) -> None:
         self.config = config
+        self.clock = clock
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.service: server.Service | None = None
@@ -35,7 +37,7 @@ class ServiceThread:
 
     def __enter__(self) -> "ServiceThread":
         self._thread.start()
-        self.service = self.run(server.start(self.config))
+        self.service = self.run(server.start(self.config, clock=self.clock))
         return self
 
     def __exit__(self, *exc: object) -> None:
