@@ -151,9 +151,10 @@ class StreamProcessor:
         body = _parse_json_object(bytes(self._body))
         facts = api.read_request(body)
         self._facts = facts
-        route = await self.gateway.route(tenant, api.name, facts, self._headers)
-        admission = await self.gateway.admit_with_downgrade(tenant, route, facts, api.name)
+        chosen = await self.gateway.route(tenant, api.name, facts, self._headers)
+        admission = await self.gateway.admit_with_downgrade(tenant, chosen, facts, api.name)
         self._admission = admission
+        route = admission.route
         config = self.gateway.config
         prepared = api.prepare_upstream(body, model=route.model, include_usage=config.inject_stream_usage)
         set_headers = {ROUTING_HEADER: route.upstream.name, **_credential_headers(route.upstream, self._headers)}

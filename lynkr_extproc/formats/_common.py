@@ -8,6 +8,7 @@ import math
 from typing import Any, Iterable
 
 from ..errors import InvalidRequestError
+from ..pricing import Usage
 
 
 def count(value: Any) -> int | None:
@@ -112,15 +113,13 @@ def load_json_event(data: str) -> Any:
         return None
 
 
-def build_usage(flags: set[str], **fields: Any) -> "Usage | None":
+def build_usage(flags: set[str], **fields: Any) -> Usage | None:
     """Build a Usage from raw counts, or None when any count is invalid.
 
     Missing counts are 0. A negative count is clamped to 0 and flagged
     `negative_tokens`; a non-numeric or non-finite one flags
     `invalid_usage`, so that the caller estimates instead of charging 0.
     """
-    from ..pricing import Usage
-
     values: dict[str, int] = {}
     for name, raw in fields.items():
         if raw is None:

@@ -29,6 +29,7 @@ def read_request(body: dict[str, Any]) -> RequestFacts:
     texts: list[str] = []
     images = results = 0
     first_parts: list[str] = []
+    seen_user = False
     last_user = ""
     for message in messages:
         if not isinstance(message, dict):
@@ -45,9 +46,9 @@ def read_request(body: dict[str, Any]) -> RequestFacts:
                 texts.append(str(function.get("arguments", "")))
         if role == "user":
             last_user = "\n".join(texts[before:])
-        if role in ("system", "developer") or (role == "user" and len(first_parts) < 2):
-            if len(first_parts) < 3:
-                first_parts.append("\n".join(texts[before:]))
+        if not seen_user and role in ("system", "developer", "user"):
+            first_parts.append("\n".join(texts[before:]))
+        seen_user = seen_user or role == "user"
     tools = body.get("tools") or []
     tool_names = [
         str((tool.get("function") or {}).get("name", ""))

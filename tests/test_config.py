@@ -1,0 +1,93 @@
+"""Configuration errors name the bad value's path and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from lynkr_extproc.config import load_config, parse_config
+from lynkr_extproc.errors import ConfigError
+from tests.support import cases
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def document(tmp_path: Path) -> dict:
+    return cases.document(tmp_path / "store.db")
+
+
+def error_of(document: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    return str(caught.value)
+
+
+def test_example_config_loads():
+    """The README's lynkr.yaml is valid."""
+    config = load_config(ROOT / "lynkr.yaml")
+    assert list(config.tiers) == ["SIMPLE", "MEDIUM", "COMPLEX", "REASONING"]
+
+
+def test_unknown_upstream_in_tier(document):
+    """A tier naming an undefined upstream lists the defined ones."""
+    document["tiers"]["SIMPLE"]["upstream"] = "lokal"
+    message = error_of(document)
+    assert message.startswith("config tiers.SIMPLE.upstream:")
+    assert "openai, anthropic" in message
+
+
+def test_negative_budget_limit(document):
+    """A negative limit is rejected with its path."""
+    document["budgets"] = {"team": {"t1": [{"period": "month", "limit_usd": -5}]}}
+    assert error_of(document) == "config budgets.team.t1[0].limit_usd: is -5, expected a value >= 0 (0 suspends)"
+
+
+def test_unknown_period(document):
+    """Periods are day, week, month or total."""
+    document["budgets"] = {"team": {"t1": [{"period": "fortnight", "limit_usd": 1}]}}
+    assert "budgets.team.t1[0].period: expected one of day, week, month, total" in error_of(document)
+
+
+def test_misspelled_setting(document):
+    """An unknown key is named, with the settings allowed there."""
+    document["server"]["stroe"] = "sqlite:///x"
+    message = error_of(document)
+    assert message.startswith("config server.stroe: unknown setting")
+    assert "store" in message
+
+
+def test_negative_price_c15(document):
+    """C15 (d): a negative price fails validation at load time."""
+    document["pricing"]["models"]["gpt-4o-mini"] = {"input": -1000000, "output": 1}
+    assert "pricing.models.gpt-4o-mini.input: is -1000000" in error_of(document)
+
+
+def test_key_hash_must_be_sha256(document):
+    """Keys are registered by SHA-256 hex digest only."""
+    document["keys"][0]["sha256"] = "sk-plain-secret"
+    assert "keys[0].sha256: expected 64 hex digits" in error_of(document)
+
+
+def test_unset_credential_variable_starts_with_503_for_that_tier(document, monkeypatch):
+    """An unset api_key_env does not stop the start; its tier answers 503 naming it."""
+    monkeypatch.delenv("LYNKR_TEST_UNSET_KEY", raising=False)
+    del document["upstreams"]["openai"]["api_key"]
+    document["upstreams"]["openai"]["api_key_env"] = "LYNKR_TEST_UNSET_KEY"
+    config = parse_config(document)
+    assert config.upstreams["openai"].credential == ""
+
+
+def test_bands_must_reach_100(document):
+    """Score bands must cover the whole 0-100 range."""
+    document["routing"]["bands"] = {"SIMPLE": 19, "MEDIUM": 50}
+    assert "routing.bands: the highest band must reach 100" in error_of(document)
+
+
+def test_bad_yaml_file(tmp_path: Path):
+    """Invalid YAML names the file."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("server: [unclosed")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+    assert "not valid YAML" in str(caught.value)
