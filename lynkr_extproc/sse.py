@@ -19,6 +19,7 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ class SSEDecoder:
         self._max_event_bytes = max_event_bytes
         self._keep_raw = keep_raw
         self._line = bytearray()
+        self._line_length = 0
+        """Bytes of the current line, counted even while they are dropped."""
         self._raw = bytearray()
+        self._bom_pending = b""
+        self._bom_checked = False
         self._skip_lf = False
         self._oversized = False
         self._reset_event()
@@ -69,6 +74,8 @@ class SSEDecoder:
         None. The bytes are empty unless the decoder keeps raw bytes.
         """
         blocks: list[tuple[Event | None, bytes]] = []
+        if not self._bom_checked:
+            chunk = self._strip_bom(chunk)
         start = 0
         size = len(chunk)
         if self._skip_lf and size and chunk[0] == 0x0A:
@@ -99,13 +106,32 @@ class SSEDecoder:
             start = end + step
         return blocks
 
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        """Drop one UTF-8 byte order mark at the start of the stream, as the spec says.
+
+        The mark may be split across chunks; its bytes stay in the raw output.
+        """
+        head = self._bom_pending + chunk
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._bom_pending = head
+            return b""
+        self._bom_checked = True
+        self._bom_pending = b""
+        if head.startswith(_BOM):
+            if self._keep_raw:
+                self._raw += _BOM
+            return head[len(_BOM) :]
+        return head
+
     def close(self) -> bytes:
         """End the stream and return the raw bytes of an unfinished block.
 
         Per the spec an event without its closing blank line is dropped.
         """
-        raw = bytes(self._raw)
+        raw = self._bom_pending + bytes(self._raw)
+        self._bom_pending = b""
         self._line.clear()
+        self._line_length = 0
         self._raw.clear()
         self._reset_event()
         return raw
@@ -115,6 +141,7 @@ class SSEDecoder:
         # whole so that they can be forwarded; only parsing is skipped.
         if self._keep_raw:
             self._raw += piece
+        self._line_length += len(piece)
         if self._oversized:
             return
         self._line += piece
@@ -124,10 +151,12 @@ class SSEDecoder:
 
     def _end_line(self) -> tuple[Event | None, bytes] | None:
         line = bytes(self._line)
+        length = self._line_length
         self._line.clear()
-        if line:
+        self._line_length = 0
+        if length:
             if not self._oversized:
-                self._process_field(line.decode("utf-8", errors="replace"))
+                self._process_field(line.decode("utf-8", errors="replace"), length)
             return None
         if self._oversized:
             logger.warning(
@@ -141,7 +170,7 @@ class SSEDecoder:
             return None, raw
         return self._dispatch()
 
-    def _process_field(self, line: str) -> None:
+    def _process_field(self, line: str, length: int) -> None:
         if line.startswith(":"):
             return
         name, colon, value = line.partition(":")
@@ -149,7 +178,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
-            self._data_size += len(value) + 1
+            self._data_size += length + 1
         elif name == "event":
             self._event_type = value
         elif name == "id":

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support import cases
 from tests.support.stack import Stack
-from tests.support.upstream import FIXTURES, Received, ReplayUpstream, Reply
+from tests.support.upstream import FIXTURES, ReplayUpstream, Reply
 
 pytestmark = pytest.mark.e2e
 

@@ -81,7 +81,10 @@ def prepare_upstream(
 def _merge(previous: Usage | None, raw: Any, flags: set[str]) -> Usage | None:
     if not isinstance(raw, dict):
         return previous
-    present = {ours: raw[theirs] for theirs, ours in _FIELDS.items() if theirs in raw}
+    # A null count in a later event means "not reported here", never 0.
+    present = {
+        ours: raw[theirs] for theirs, ours in _FIELDS.items() if raw.get(theirs) is not None
+    }
     reading = _common.build_usage(flags, **present)
     if reading is None:
         return previous
