@@ -1,4 +1,4 @@
-"""Command line: `lynkr-extproc serve | envoy-config | up | new-key`."""
+"""Command line: `lynkr-extproc serve | envoy-config | up | spend | new-key`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import yaml
 from . import envoy_config, server
 from .config import Config, load_config
 from .errors import ConfigError
+from .money import nanos_to_usd
 
 logger = logging.getLogger("lynkr_extproc")
 
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "envoy-config":
         return _write_envoy_config(config, args.output)
+    if args.command == "spend":
+        return _print_spend(config, args.last)
     if args.command == "serve":
         return asyncio.run(_serve(config, args.grace))
     return asyncio.run(_up(config, args))
@@ -63,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             command.add_argument("--envoy", default=None, help="path of the envoy binary (default: found on PATH)")
             command.add_argument("--envoy-log-level", default="warning")
+    spend = commands.add_parser("spend", help="print the latest spend records of a SQLite store")
+    spend.add_argument("--config", required=True, help="path to lynkr.yaml")
+    spend.add_argument("--last", type=int, default=20, help="how many records, newest last")
     key = commands.add_parser("new-key", help="create a virtual key secret and print its sha256")
     key.add_argument("--prefix", default="sk-lynkr-", help="text before the random part")
     return parser
@@ -82,6 +89,30 @@ def _write_envoy_config(config: Config, output: str) -> int:
         sys.stdout.write(text)
     else:
         Path(output).write_text(text)
+    return 0
+
+
+def _print_spend(config: Config, last: int) -> int:
+    path = config.store_url[len("sqlite:///") :]
+    if not Path(path).exists():
+        print(f"lynkr-extproc: no store at {path} yet; it is created by `serve` or `up`", file=sys.stderr)
+        return 1
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT time, request_id, key_id, team, customer, tier, model, input_tokens, "
+            "output_tokens, cost_nanos, usage_source, status, outcome FROM spend_log "
+            "ORDER BY time DESC LIMIT ?",
+            (last,),
+        ).fetchall()
+    header = ("time", "request", "key", "team", "customer", "tier", "model", "in", "out", "cost_usd", "usage", "status", "outcome")
+    table = [header] + [
+        (row[0][:19], row[1][:12], row[2], row[3], row[4] or "-", row[5], row[6], str(row[7]),
+         str(row[8]), str(nanos_to_usd(row[9])), row[10], str(row[11]), row[12])
+        for row in reversed(rows)
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
     return 0
 
 

@@ -132,6 +132,8 @@ class EnvoySettings:
     max_message_timeout_ms: int = 10000
     buffer_limit_bytes: int = 64 * 1024 * 1024
     route_timeout_s: int = 600
+    ext_proc_address: str | None = None
+    """Where Envoy reaches the ext_proc server; defaults to server.listen."""
 
 
 @dataclass(frozen=True)
@@ -448,7 +450,7 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
     entry = _mapping(raw, "envoy")
     _only(entry, "envoy", {
         "listen", "admin_port", "message_timeout_ms", "max_message_timeout_ms",
-        "buffer_limit_bytes", "route_timeout_s",
+        "buffer_limit_bytes", "route_timeout_s", "ext_proc_address",
     })
     host, _, port = _address(entry.get("listen", "127.0.0.1:10000"), "envoy.listen").rpartition(":")
     message_timeout = _int(entry.get("message_timeout_ms", 2000), "envoy.message_timeout_ms", 1)
@@ -460,6 +462,11 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
         max_message_timeout_ms=_int(entry.get("max_message_timeout_ms", 10000), "envoy.max_message_timeout_ms", message_timeout),
         buffer_limit_bytes=_int(entry.get("buffer_limit_bytes", 64 * 1024 * 1024), "envoy.buffer_limit_bytes", 1024),
         route_timeout_s=_int(entry.get("route_timeout_s", 600), "envoy.route_timeout_s", 0),
+        ext_proc_address=(
+            _address(entry["ext_proc_address"], "envoy.ext_proc_address")
+            if "ext_proc_address" in entry
+            else None
+        ),
     )
 
 

@@ -179,7 +179,7 @@ def _compressor(name: str, type_name: str) -> dict[str, Any]:
 
 
 def _ext_proc_cluster(config: Config) -> dict[str, Any]:
-    host, _, port = config.listen.rpartition(":")
+    host, _, port = (config.envoy.ext_proc_address or config.listen).rpartition(":")
     host = host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
