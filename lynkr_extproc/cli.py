@@ -134,7 +134,11 @@ async def _wait_for_signal() -> None:
 
 def find_envoy(explicit: str | None = None) -> str:
     """Return the envoy binary: explicit, on PATH, or beside this Python."""
-    candidates = [explicit, shutil.which("envoy"), str(Path(sys.executable).parent / "envoy")]
+    if explicit is not None:
+        if not os.access(explicit, os.X_OK):
+            raise FileNotFoundError(f"--envoy {explicit}: not an executable file")
+        return explicit
+    candidates = [shutil.which("envoy"), str(Path(sys.executable).parent / "envoy")]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -142,14 +146,29 @@ def find_envoy(explicit: str | None = None) -> str:
 
 
 async def _up(config: Config, args: argparse.Namespace) -> int:
-    service = await server.start(config)
-    work = Path(tempfile.mkdtemp(prefix="lynkr-envoy-"))
-    bootstrap = work / "envoy.yaml"
-    bootstrap.write_text(yaml.safe_dump(envoy_config.bootstrap(config), sort_keys=False))
-    envoy = subprocess.Popen(
-        [find_envoy(args.envoy), "-c", str(bootstrap), "--log-level", args.envoy_log_level,
-         "--base-id", str(os.getpid() % 60000)],
-    )
+    try:
+        envoy_binary = find_envoy(args.envoy)
+    except FileNotFoundError as exc:
+        print(f"lynkr-extproc: {exc}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="lynkr-envoy-") as work:
+        bootstrap = Path(work) / "envoy.yaml"
+        bootstrap.write_text(yaml.safe_dump(envoy_config.bootstrap(config), sort_keys=False))
+        service = await server.start(config)
+        return await _run_envoy(config, args, service, [
+            envoy_binary, "-c", str(bootstrap), "--log-level", args.envoy_log_level,
+            "--base-id", str(os.getpid() % 60000),
+        ])
+
+
+async def _run_envoy(
+    config: Config, args: argparse.Namespace, service: server.Service, command: list[str]
+) -> int:
+    """Run Envoy beside the started service until a signal or Envoy's exit."""
+    signalled = asyncio.ensure_future(_wait_for_signal())
+    await asyncio.sleep(0)  # installs the signal handlers before Envoy starts
+    envoy = subprocess.Popen(command)
+    bootstrap = command[2]
     settings = config.envoy
     logger.info(
         "envoy listening on http://%s:%d (admin 127.0.0.1:%d), config %s",
@@ -157,7 +176,6 @@ async def _up(config: Config, args: argparse.Namespace) -> int:
     )
     loop = asyncio.get_running_loop()
     exited = loop.run_in_executor(None, envoy.wait)
-    signalled = asyncio.ensure_future(_wait_for_signal())
     done, _ = await asyncio.wait({exited, signalled}, return_when=asyncio.FIRST_COMPLETED)
     if envoy.poll() is None:
         envoy.terminate()

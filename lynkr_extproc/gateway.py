@@ -27,7 +27,7 @@ from .errors import (
     UpstreamUnavailableError,
 )
 from .formats.base import RequestFacts
-from .money import format_usd
+from .money import display_usd
 from .periods import period_bounds
 from .pricing import Price, Usage
 from .routing.score import estimate_tokens, score_request
@@ -313,8 +313,8 @@ class Gateway:
             level=charge.level,
             id=charge.id,
             window=charge.window,
-            limit_usd=format_usd(charge.limit_nanos),
-            spent_usd=format_usd(spent),
+            limit_usd=display_usd(charge.limit_nanos),
+            spent_usd=display_usd(spent),
             resets_at=charge.resets_at,
         )
         return BudgetExceededError(exhausted, now=self.clock())

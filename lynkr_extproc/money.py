@@ -34,6 +34,18 @@ def format_usd(nanos: int, places: int = 2) -> str:
     return str((Decimal(nanos) * _NANO).quantize(quantum, rounding=ROUND_HALF_UP))
 
 
+def display_usd(nanos: int) -> str:
+    """Format nano-dollars for people: at least 2 and at most 6 decimals.
+
+    $100.02 shows as "100.02" and a small demo budget of $0.0005 as
+    "0.0005" instead of a misleading "0.00".
+    """
+    text = format_usd(nanos, 6)
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    return f"{whole}.{fraction}"
+
+
 def parse_usd(raw: object) -> Decimal:
     """Parse a config or API money value; raise ValueError when invalid.
 

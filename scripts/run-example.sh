@@ -18,8 +18,10 @@ print(target)
 PY
 )
 
+# The GGUF carries no chat template, so the gemma chat format is named.
 .venv/bin/python -m llama_cpp.server --model "$model" --model_alias gemma-3-270m \
-    --host 127.0.0.1 --port 8080 --n_ctx 4096 >run/llama-server.log 2>&1 &
+    --chat_format gemma --host 127.0.0.1 --port 8080 --n_ctx 4096 \
+    >run/llama-server.log 2>&1 &
 llama=$!
 trap 'kill $llama 2>/dev/null || true' EXIT
 
