@@ -1,0 +1,56 @@
+"""The deployment files agree with the code: compose, generated Envoy configs."""
+
+from pathlib import Path
+
+import subprocess
+
+import pytest
+import yaml
+
+from lynkr_extproc import envoy_config
+from lynkr_extproc.cli import find_envoy
+from lynkr_extproc.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("config", "generated"),
+    [("lynkr.yaml", "envoy/envoy.yaml"), ("deploy/compose/lynkr.yaml", "deploy/compose/envoy.yaml")],
+)
+def test_checked_in_envoy_config_is_current(config, generated):
+    """The checked-in bootstraps are what envoy-config writes for their configs."""
+    expected = envoy_config.bootstrap(load_config(ROOT / config))
+    assert yaml.safe_load((ROOT / generated).read_text()) == expected
+
+
+@pytest.mark.parametrize("generated", ["envoy/envoy.yaml", "deploy/compose/envoy.yaml"])
+def test_checked_in_envoy_config_validates(generated):
+    """Envoy itself accepts the checked-in bootstraps."""
+    result = subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(ROOT / generated)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_mounts_files_that_exist():
+    """Every file docker-compose.yml mounts from the repository exists."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = [
+        volume.split(":")[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if volume.startswith("./")
+    ]
+    assert mounts
+    for mount in mounts:
+        assert (ROOT / mount).exists(), mount
+
+
+def test_compose_envoy_reaches_the_lynkr_service():
+    """Envoy's ext_proc cluster in compose points at the lynkr service name."""
+    config = load_config(ROOT / "deploy/compose/lynkr.yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert config.envoy.ext_proc_address == "lynkr:50051"
+    assert "lynkr" in compose["services"]
