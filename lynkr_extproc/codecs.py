@@ -1,7 +1,7 @@
 """Incremental decoders for compressed response bodies.
 
 The ext_proc removes `accept-encoding` towards the upstream, so upstreams
-normally answer uncompressed. An upstream that compresses anyway is still
+normally respond uncompressed. An upstream that compresses anyway is still
 metered: its body is decoded here for parsing only, and the client gets
 the original bytes.
 """

@@ -29,7 +29,7 @@ DEFAULT_BANDS = {"SIMPLE": 19, "MEDIUM": 50, "COMPLEX": 75, "REASONING": 100}
 
 @dataclass(frozen=True)
 class Provider:
-    """What lynkr knows about one kind of upstream."""
+    """The APIs and the authentication header of one kind of upstream."""
 
     apis: frozenset[str]
     auth_header: str
@@ -133,7 +133,7 @@ class EnvoySettings:
     buffer_limit_bytes: int = 64 * 1024 * 1024
     route_timeout_s: int = 600
     ext_proc_address: str | None = None
-    """Where Envoy reaches the ext_proc server; defaults to server.listen."""
+    """Address at which Envoy reaches the ext_proc server, server.listen if unset."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Choices, each for a reason stated in the README's "Envoy settings":
 - request body BUFFERED, so that a routing header set after reading the
   model is applied and `clear_route_cache` re-selects the route;
 - response body BUFFERED by default, switched to STREAMED per response by
-  `mode_override` when the upstream answers text/event-stream;
+  `mode_override` when the upstream responds with text/event-stream;
 - `failure_mode_allow: false`: traffic never goes upstream unmetered;
 - `message_timeout` 2 s (the 200 ms default turns a slow budget check
   into a 504) and `status_on_error` 503, so clients retry;

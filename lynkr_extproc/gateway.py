@@ -1,7 +1,7 @@
 """Business rules of one request: tenant, tier, admission and spend.
 
-The stream processor calls these methods at the right phases; nothing
-here knows the ext_proc protocol.
+The stream processor calls these methods at the right phases, and nothing
+here depends on the ext_proc protocol.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class State(enum.Enum):
 
 @dataclass
 class _Response:
-    """What the response phases learn about the upstream's answer."""
+    """State the response phases collect about the upstream's response."""
 
     status: int = 0
     streaming: bool = False

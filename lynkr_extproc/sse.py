@@ -107,7 +107,7 @@ class SSEDecoder:
         return blocks
 
     def _strip_bom(self, chunk: bytes) -> bytes:
-        """Drop one UTF-8 byte order mark at the start of the stream, as the spec says.
+        """Drop one UTF-8 byte order mark at the start of the stream, as the spec requires.
 
         The mark may be split across chunks; its bytes stay in the raw output.
         """

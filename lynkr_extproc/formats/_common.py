@@ -117,7 +117,7 @@ def build_usage(flags: set[str], **fields: Any) -> Usage | None:
     """Build a Usage from raw counts, or None when any count is invalid.
 
     Missing counts are 0. A negative count is clamped to 0 and flagged
-    `negative_tokens`; a non-numeric or non-finite one flags
+    `negative_tokens`. A non-numeric or non-finite count flags
     `invalid_usage`, so that the caller estimates instead of charging 0.
     """
     values: dict[str, int] = {}
