@@ -13,6 +13,7 @@ however the gRPC stream ends.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -30,6 +31,7 @@ from .config import PROVIDERS
 from .errors import ClientError, InvalidRequestError, RequestTooLargeError, StoreError
 from .formats import format_for_path
 from .gateway import Admission, Gateway, Tenant
+from .money import format_usd, nanos_to_usd
 from .pricing import Usage
 from .sse import SSEDecoder
 
@@ -200,8 +202,6 @@ class StreamProcessor:
             "x-lynkr-routing-reason": route.reason,
         }
         if admission.reservation.remaining_nanos is not None:
-            from .money import format_usd
-
             added["x-lynkr-budget-remaining-usd"] = format_usd(admission.reservation.remaining_nanos, 6)
         reply = responses.common(set_headers=added)
         if message.end_of_stream:
@@ -305,7 +305,9 @@ class StreamProcessor:
             flags=flags,
         )
         try:
-            written = await self.gateway.store.settle(admission.reservation, record)
+            # Shielded: a stream cancelled while its record is being written
+            # must not cancel the write.
+            written = await asyncio.shield(self.gateway.store.settle(admission.reservation, record))
         except StoreError as exc:
             # NOTE: without the durable outbox of the Redis/PostgreSQL
             # backends, a record that fails here is lost; the hold expires.
@@ -439,6 +441,4 @@ def _int_or_zero(text: str | None) -> int:
 
 
 def _usd(nanos: int) -> str:
-    from .money import nanos_to_usd
-
     return str(nanos_to_usd(nanos))

@@ -312,3 +312,17 @@ def test_non_llm_path_is_proxied_with_credentials(document, upstreams):
     assert openai.received[0].path == "/v1/models"
     assert openai.received[0].headers["authorization"] == "Bearer provider-secret-openai"
     assert records == []
+
+
+def test_unreachable_upstream_releases_the_hold(document, upstreams, tmp_path):
+    """A connect failure reaches the client as 503 and settles a failed, free record."""
+    document["upstreams"]["openai"]["url"] = f"http://127.0.0.1:{cases.free_port()}"
+    with Stack(document) as stack:
+        response = stack.post("/v1/chat/completions", chat(), auth())
+        records = stack.records()
+        with sqlite3.connect(stack.config.store_url[len("sqlite:///"):]) as db:
+            holds = db.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+    assert response.status == 503
+    assert len(records) == 1
+    assert (records[0]["status"], records[0]["outcome"], records[0]["cost_nanos"]) == (503, "failed", 0)
+    assert holds == 0
