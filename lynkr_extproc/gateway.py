@@ -191,6 +191,17 @@ class Gateway:
         except StoreError as exc:
             logger.warning("session pin failed: %s", exc)
 
+    def pass_through_tier(self, path: str) -> Tier:
+        """Return the tier that serves a non-LLM path such as /v1/models."""
+        api = "anthropic_messages" if path.startswith("/v1/messages") else "openai_chat"
+        default = self.config.tiers[self.config.default_tier]
+        if default.upstream.serves(api):
+            return default
+        return next(
+            (tier for tier in self.config.tiers.values() if tier.upstream.serves(api)),
+            default,
+        )
+
     def _allowed_tier(self, key: KeyRecord, tier: str) -> str:
         if key.tiers is None or tier in key.tiers:
             return tier

@@ -117,8 +117,13 @@ class StreamProcessor:
         )
 
     def _pass_through(self, removed: list[str]) -> ext_proc.ProcessingResponse:
-        """Route a non-LLM call (model lists, token counting) to the default tier."""
-        tier = self.gateway.config.tiers[self.gateway.config.default_tier]
+        """Route a non-LLM call (model lists, token counting) without its bodies.
+
+        It goes to the default tier, or to the first tier whose upstream
+        speaks the path's API when the default's does not, so that
+        /v1/messages/count_tokens reaches an Anthropic upstream.
+        """
+        tier = self.gateway.pass_through_tier(self._headers.get(":path", ""))
         self.state = State.DONE
         return responses.request_headers(
             responses.common(

@@ -661,3 +661,58 @@ def test_tier_with_unset_credential_gets_503(document, monkeypatch):
     assert status == 503
     assert payload["error"]["type"] == "upstream_unavailable"
     assert "LYNKR_TEST_UNSET_KEY" in payload["error"]["message"]
+
+
+def test_count_tokens_goes_to_an_anthropic_upstream(document):
+    """/v1/messages/count_tokens passes through to a tier that speaks Anthropic."""
+    with Harness(document) as harness:
+        reply = harness.stream().send(request_headers("/v1/messages/count_tokens?beta=true", auth()))
+    assert headers_of(reply.request_headers.response.header_mutation)["x-lynkr-upstream"] == b"anthropic"
+    assert reply.mode_override.request_body_mode == reply.mode_override.NONE
+
+
+def test_json_response_split_across_chunks_c19(document):
+    """C19: a JSON response delivered in three chunks is parsed once, whole."""
+    pieces = [
+        b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"' + b"x" * 40_000,
+        b'"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,',
+        b'"completion_tokens":500,"total_tokens":1500}}',
+    ]
+    with Harness(document) as harness:
+        stream = harness.stream()
+        admit(stream, "/v1/chat/completions", chat(), auth())
+        stream.send(response_headers())
+        for index, piece in enumerate(pieces):
+            stream.send(response_body(piece, end_of_stream=index == 2))
+        stream.close()
+        record = harness.records()[0]
+    assert (record["input_tokens"], record["output_tokens"]) == (1000, 500)
+    assert record["cost_nanos"] == 450_000
+
+
+def test_burst_of_first_requests_from_new_customer(document):
+    """Concurrent first requests of an unseen customer all meet the default at once."""
+    document["keys"][0]["customers"] = "*"
+    # Each request holds 1 input + 1000 output tokens of gpt-4o-mini, about
+    # $0.0006; the default fits three of them.
+    document["budgets"] = {"defaults": {"customer": [{"period": "day", "limit_usd": 0.002}]}}
+    body = chat(max_tokens=1000)
+    with Harness(document) as harness:
+        streams = [harness.stream() for _ in range(10)]
+        for stream in streams:
+            stream.send(request_headers("/v1/chat/completions", auth(**{"lynkr-customer-id": "first-seen"})))
+        barrier = threading.Barrier(10)
+        replies: list = [None] * 10
+
+        def send(index: int) -> None:
+            barrier.wait()
+            replies[index] = streams[index].send(request_body(body))
+
+        threads = [threading.Thread(target=send, args=(index,)) for index in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    kinds = [reply.WhichOneof("response") for reply in replies]
+    assert kinds.count("request_body") == 3
+    assert kinds.count("immediate_response") == 7
