@@ -9,6 +9,8 @@ from typing import AsyncIterator, Callable
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 
 from .config import Config
@@ -56,16 +58,30 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             await asyncio.gather(*list(self._finishing), return_exceptions=True)
 
 
+SERVICE_NAME = ext_proc.DESCRIPTOR.services_by_name["ExternalProcessor"].full_name
+
+
 class Service:
     """The running server with its store; `stop` drains before closing."""
 
-    def __init__(self, server: grpc.aio.Server, servicer: ExternalProcessor, store: BudgetStore, port: int) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        servicer: ExternalProcessor,
+        store: BudgetStore,
+        port: int,
+        health: health.aio.HealthServicer,
+    ) -> None:
         self.server = server
         self.servicer = servicer
         self.store = store
         self.port = port
+        self.health = health
 
     async def stop(self, grace_s: float = 30.0) -> None:
+        """Report NOT_SERVING, finish in-flight streams, flush spend, close."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace_s)
         await self.servicer.drain()
         await self.store.close()
@@ -91,10 +107,18 @@ async def start(
         ]
     )
     ext_proc_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
     port = server.add_insecure_port(config.listen)
     if port == 0:
         await store.close()
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("ext_proc server listening on %s", config.listen)
-    return Service(server, servicer, store, port)
+    return Service(server, servicer, store, port, health_servicer)
