@@ -140,6 +140,10 @@ class EnvoySettings:
 class Config:
     listen: str
     store_url: str
+    ledger_url: str
+    """Spend ledger of the Redis store: sqlite:///path or postgresql://..."""
+    outbox_url: str
+    """Local durable outbox of the Redis store, a SQLite file."""
     store_timeout_ms: int
     store_failure: str
     timezone: ZoneInfo
@@ -190,8 +194,8 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
     })
     server = _mapping(root.get("server", {}), "server")
     _only(server, "server", {
-        "listen", "store", "store_timeout_ms", "store_failure", "timezone",
-        "max_request_bytes", "anonymous",
+        "listen", "store", "ledger", "outbox", "store_timeout_ms", "store_failure",
+        "timezone", "max_request_bytes", "anonymous",
     })
     upstreams = _parse_upstreams(root.get("upstreams"))
     tiers = _parse_tiers(root.get("tiers"), upstreams)
@@ -215,6 +219,11 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
     return Config(
         listen=_address(server.get("listen", "127.0.0.1:50051"), "server.listen"),
         store_url=_store_url(server.get("store", "sqlite:///lynkr.db"), base_dir),
+        ledger_url=_store_url(
+            server.get("ledger", "sqlite:///lynkr-ledger.db"), base_dir, "server.ledger",
+            schemes=("sqlite", "postgresql", "postgres"),
+        ),
+        outbox_url=_store_url(server.get("outbox", "sqlite:///lynkr-outbox.db"), base_dir, "server.outbox", schemes=("sqlite",)),
         store_timeout_ms=_int(server.get("store_timeout_ms", 1000), "server.store_timeout_ms", 1),
         store_failure=_choice(server.get("store_failure", "closed"), "server.store_failure", ("closed", "open")),
         timezone=_timezone(server.get("timezone", "UTC")),
@@ -470,10 +479,21 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
     )
 
 
-def _store_url(raw: Any, base_dir: Path) -> str:
-    url = _str(raw, "server.store")
+def _store_url(raw: Any, base_dir: Path, path: str = "server.store", *, schemes: tuple[str, ...] = ("sqlite", "redis", "rediss")) -> str:
+    url = _str(raw, path)
+    scheme = url.partition("://")[0]
+    if scheme not in schemes:
+        examples = {
+            "sqlite": "sqlite:///path/to/file.db",
+            "redis": "redis://host:6379/0",
+            "rediss": "rediss://host:6380/0",
+            "postgresql": "postgresql://user@host:5432/db",
+        }
+        raise ConfigError(path, f"unsupported URL {url!r}; use {' or '.join(examples[s] for s in schemes)}")
+    if scheme != "sqlite":
+        return url
     if not url.startswith("sqlite:///"):
-        raise ConfigError("server.store", f"unsupported store {url!r}; use sqlite:///path/to/lynkr.db")
+        raise ConfigError(path, f"expected sqlite:///path, got {url!r}")
     file = Path(url[len("sqlite:///"):])
     if not file.is_absolute():
         file = base_dir / file

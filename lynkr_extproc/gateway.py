@@ -28,7 +28,7 @@ from .errors import (
 )
 from .formats.base import RequestFacts
 from .money import display_usd
-from .periods import period_bounds
+from .periods import period_range
 from .pricing import Price, Usage
 from .routing.score import estimate_tokens, score_request
 from .store import BudgetStore, Charge, Rejection, Reservation, SpendRecord
@@ -187,7 +187,7 @@ class Gateway:
 
     async def _pin(self, session: str, tier: str) -> None:
         try:
-            await self.store.pin_session(session, tier)
+            await self.store.pin_session(session, tier, ttl_s=self.config.sticky_ttl_s)
         except StoreError as exc:
             logger.warning("session pin failed: %s", exc)
 
@@ -263,9 +263,12 @@ class Gateway:
             if shown is None:
                 continue
             for window in self.config.budgets.windows_for(level, shown):
-                period, resets = period_bounds(window.period, now, self.config.timezone)
+                period, starts, resets = period_range(window.period, now, self.config.timezone)
                 charges.append(
-                    Charge(level, shown, counter, window.name, period, window.limit_nanos, resets)
+                    Charge(
+                        level, shown, counter, window.name, period, window.limit_nanos,
+                        resets, starts_at=starts, org=key.org,
+                    )
                 )
         return charges
 
@@ -373,7 +376,8 @@ class Gateway:
         now = self.clock()
         return SpendRecord(
             request_id=request_id,
-            time=now,
+            # The start time, so the record falls in the period it was charged to.
+            time=started,
             key_id=tenant.key.id,
             team=tenant.key.team,
             customer=tenant.customer,

@@ -6,14 +6,16 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 
-def period_bounds(period: str, now: datetime, zone: ZoneInfo) -> tuple[str, datetime | None]:
-    """Return the counter key of the period containing `now` and its end in UTC.
+def period_range(
+    period: str, now: datetime, zone: ZoneInfo
+) -> tuple[str, datetime | None, datetime | None]:
+    """Return the counter key of the period containing `now`, its start and end in UTC.
 
-    Days start at local midnight, weeks on Monday, months on the 1st;
-    "total" never resets and has no end.
+    Days start at local midnight, weeks on Monday, months on the 1st.
+    "total" never resets and has neither start nor end.
     """
     if period == "total":
-        return "total", None
+        return "total", None, None
     local = now.astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
@@ -31,7 +33,13 @@ def period_bounds(period: str, now: datetime, zone: ZoneInfo) -> tuple[str, date
         end = start.replace(year=year, month=month)
     else:
         raise ValueError(f"unknown period {period!r}")
-    return key, _wall_to_utc(end, zone)
+    return key, _wall_to_utc(start, zone), _wall_to_utc(end, zone)
+
+
+def period_bounds(period: str, now: datetime, zone: ZoneInfo) -> tuple[str, datetime | None]:
+    """Return the counter key of the period containing `now` and its end in UTC."""
+    key, _, end = period_range(period, now, zone)
+    return key, end
 
 
 def _add_days(moment: datetime, days: int, zone: ZoneInfo) -> datetime:

@@ -94,7 +94,12 @@ async def start(
     clock: Callable[[], datetime] | None = None,
 ) -> Service:
     """Open the store and start serving on config.listen."""
-    store = store or await open_store(config.store_url, timeout_s=config.store_timeout_ms / 1000)
+    store = store or await open_store(
+        config.store_url,
+        timeout_s=config.store_timeout_ms / 1000,
+        ledger_url=config.ledger_url,
+        outbox_url=config.outbox_url,
+    )
     gateway = Gateway(config, store) if clock is None else Gateway(config, store, clock=clock)
     servicer = ExternalProcessor(gateway)
     server = grpc.aio.server(

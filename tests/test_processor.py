@@ -25,6 +25,7 @@ from tests.support.grpc_client import (
     response_body,
     response_headers,
 )
+from tests.support.backends import BACKENDS, backend_settings
 from tests.support.harness import Harness
 
 def chat(model: str = "gpt-4o-mini", **extra: object) -> dict:
@@ -49,9 +50,16 @@ def monthly(usd: str) -> list[dict]:
     return [{"period": "month", "limit_usd": usd}]
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path: Path):
+    """Each test runs on every budget store backend."""
+    for settings in backend_settings(request.param, tmp_path):
+        yield request.param, settings
+
+
 @pytest.fixture
-def document(tmp_path: Path) -> dict:
-    return cases.document(tmp_path / "store.db")
+def document(backend) -> dict:
+    return cases.document(backend[1])
 
 
 # -- routing ---------------------------------------------------------------
@@ -394,9 +402,8 @@ def test_unpriced_model_fallback_price_c13(document):
     assert "unpriced" in json.loads(record["flags"])
 
 
-def test_concurrent_requests_across_two_replicas_c23(tmp_path):
-    """C23: five simultaneous requests, two replicas, one SQLite file: exactly one admitted."""
-    document = cases.document(tmp_path / "shared.db")
+def test_concurrent_requests_across_two_replicas_c23(document):
+    """C23: five simultaneous requests, two replicas, one shared store: exactly one admitted."""
     document["budgets"] = {"team": {"t1": monthly("1.00")}}
     # 800 characters estimate 200 input tokens: 200*3 + 1000*15 per M = $0.0156.
     body = messages(messages=[{"role": "user", "content": "x" * 800}])
@@ -618,8 +625,25 @@ def test_invalid_json_body_gets_400(document):
     assert "not valid JSON" in payload["error"]["message"]
 
 
-def test_store_locked_fails_closed_c28(document):
+def test_unreachable_redis_fails_closed_c28(document, backend):
+    """C28: a Redis store that refuses connections rejects with 503 budget_unavailable."""
+    if backend[0] == "sqlite":
+        pytest.skip("the SQLite variant is the locked-file test")
+    document["server"]["store"] = f"redis://127.0.0.1:{cases.free_port()}/0"
+    document["server"]["store_timeout_ms"] = 200
+    document["budgets"] = {"team": {"t1": monthly("5")}}
+    with Harness(document) as harness:
+        replies = [admit(harness.stream(), "/v1/chat/completions", chat(), auth()) for _ in range(3)]
+    for reply in replies:
+        status, _, payload = immediate_json(reply)
+        assert status == 503
+        assert payload["error"]["type"] == "budget_unavailable"
+
+
+def test_store_locked_fails_closed_c28(document, backend):
     """C28: a budget store that cannot answer rejects with 503 budget_unavailable."""
+    if backend[0] != "sqlite":
+        pytest.skip("locks a SQLite file; Redis is covered by the unreachable test")
     document["server"]["store_timeout_ms"] = 200
     document["budgets"] = {"team": {"t1": monthly("5")}}
     with Harness(document) as harness:
@@ -635,8 +659,10 @@ def test_store_locked_fails_closed_c28(document):
     assert payload["error"]["type"] == "budget_unavailable"
 
 
-def test_store_locked_fails_open_when_configured_c28(document):
+def test_store_locked_fails_open_when_configured_c28(document, backend):
     """C28: with store_failure open the request is admitted without a hold."""
+    if backend[0] != "sqlite":
+        pytest.skip("locks a SQLite file; Redis is covered by the fault tests")
     document["server"]["store_timeout_ms"] = 200
     document["server"]["store_failure"] = "open"
     document["budgets"] = {"team": {"t1": monthly("5")}}

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support import cases
 from tests.support.grpc_client import immediate_json, request_body, request_headers
+from tests.support.backends import BACKENDS, backend_settings
 from tests.support.harness import Harness
 
 TOOLS = [
@@ -18,9 +19,15 @@ TOOLS = [
 ]
 
 
-@pytest.fixture
-def document(tmp_path: Path) -> dict:
-    document = cases.document(tmp_path / "store.db")
+@pytest.fixture(params=BACKENDS)
+def document(request, tmp_path: Path):
+    """Each test runs on every budget store backend."""
+    for settings in backend_settings(request.param, tmp_path):
+        yield _routing_document(settings)
+
+
+def _routing_document(settings: dict) -> dict:
+    document = cases.document(settings)
     document["tiers"]["COMPLEX"] = {"upstream": "openai", "model": "fw-model"}
     document["routing"]["aliases"] = {}
     return document

@@ -33,6 +33,10 @@ class Charge:
     """Counter period key, such as "month:2026-12" or "total"."""
     limit_nanos: int
     resets_at: datetime | None
+    starts_at: datetime | None = None
+    """Start of the period, for rebuilding the counter from the ledger."""
+    org: str = ""
+    """The tenant's org: every counter of one request shares it."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,8 @@ class BudgetStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def release(self, hold_id: str) -> None:
-        """Drop a hold without charging anything."""
+    async def release(self, reservation: Reservation) -> None:
+        """Drop a reservation's hold without charging anything."""
 
     @abc.abstractmethod
     async def balance(self, charge: Charge) -> tuple[int, int]:
@@ -119,8 +123,15 @@ class BudgetStore(abc.ABC):
         """Return the tier a conversation was pinned to, if recent."""
 
     @abc.abstractmethod
-    async def pin_session(self, session: str, tier: str) -> None:
-        """Pin a conversation to a tier."""
+    async def pin_session(self, session: str, tier: str, *, ttl_s: float) -> None:
+        """Pin a conversation to a tier for `ttl_s` seconds."""
+
+    @abc.abstractmethod
+    async def holds_in_flight(self) -> int:
+        """Return the number of unexpired holds, over all windows."""
+
+    async def flush(self) -> None:
+        """Wait until every settled record is in the durable ledger."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -127,10 +127,13 @@ class SQLiteStore(BudgetStore):
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store {self._path} failed: {exc}") from exc
 
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"sqlite store {self._path} is closed")
+        return self._db
+
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
-            raise StoreError("sqlite store is closed")
+        db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
             result = body(db)
@@ -192,9 +195,9 @@ class SQLiteStore(BudgetStore):
 
         return await self._run(self._transaction, body)
 
-    async def release(self, hold_id: str) -> None:
+    async def release(self, reservation: Reservation) -> None:
         def body(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (hold_id,))
+            db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (reservation.hold_id,))
 
         await self._run(self._transaction, body)
 
@@ -207,8 +210,7 @@ class SQLiteStore(BudgetStore):
 
     async def spend_record(self, request_id: str) -> SpendRecord | None:
         def query() -> SpendRecord | None:
-            assert self._db is not None
-            row = self._db.execute(
+            row = self._connection().execute(
                 "SELECT * FROM spend_log WHERE request_id = ?", (request_id,)
             ).fetchone()
             return None if row is None else _row_record(row)
@@ -217,8 +219,7 @@ class SQLiteStore(BudgetStore):
 
     async def session_tier(self, session: str, *, max_age_s: float) -> str | None:
         def query() -> str | None:
-            assert self._db is not None
-            row = self._db.execute(
+            row = self._connection().execute(
                 "SELECT tier FROM sessions WHERE session = ? AND updated_at > ?",
                 (session, time.time() - max_age_s),
             ).fetchone()
@@ -226,16 +227,24 @@ class SQLiteStore(BudgetStore):
 
         return await self._run(query)
 
-    async def pin_session(self, session: str, tier: str) -> None:
+    async def pin_session(self, session: str, tier: str, *, ttl_s: float) -> None:
         def write() -> None:
-            assert self._db is not None
-            self._db.execute(
+            self._connection().execute(
                 "INSERT INTO sessions VALUES (?, ?, ?) ON CONFLICT (session) "
                 "DO UPDATE SET tier = excluded.tier, updated_at = excluded.updated_at",
                 (session, tier, time.time()),
             )
 
         await self._run(write)
+
+    async def holds_in_flight(self) -> int:
+        def query() -> int:
+            db = self._connection()
+            return db.execute(
+                "SELECT count(*) FROM budget_holds WHERE expires_at > ?", (time.time(),)
+            ).fetchone()[0]
+
+        return await self._run(query)
 
     async def close(self) -> None:
         def shut() -> None:

@@ -35,13 +35,24 @@ def key(key_id: str, team: str = "t1", org: str = "o1", **extra: Any) -> dict[st
     return entry
 
 
-def document(store: Path, *, openai_url: str = "http://127.0.0.1:9", anthropic_url: str = "http://127.0.0.1:9") -> dict[str, Any]:
+def document(
+    store: Path | dict[str, str],
+    *,
+    openai_url: str = "http://127.0.0.1:9",
+    anthropic_url: str = "http://127.0.0.1:9",
+) -> dict[str, Any]:
     """A config with the case tiers: SIMPLE gpt-4o-mini .. REASONING reasoner-x.
+
+    `store` is a SQLite file or the server settings of a backend.
 
     Client model names route by alias to the tier serving that model.
     """
     return {
-        "server": {"listen": f"127.0.0.1:{free_port()}", "store": f"sqlite:///{store}", "timezone": "UTC"},
+        "server": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "timezone": "UTC",
+            **(store if isinstance(store, dict) else {"store": f"sqlite:///{store}"}),
+        },
         "envoy": {"listen": f"127.0.0.1:{free_port()}", "admin_port": free_port()},
         "upstreams": {
             "openai": {"provider": "openai", "url": openai_url, "api_key": "provider-secret-openai"},
