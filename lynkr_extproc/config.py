@@ -132,8 +132,8 @@ class EnvoySettings:
     max_message_timeout_ms: int = 10000
     buffer_limit_bytes: int = 64 * 1024 * 1024
     route_timeout_s: int = 600
-    ext_proc_address: str | None = None
-    """Address at which Envoy reaches the ext_proc server, server.listen if unset."""
+    ext_proc_addresses: tuple[str, ...] = ()
+    """Addresses at which Envoy reaches ext_proc servers; server.listen if empty."""
 
 
 @dataclass(frozen=True)
@@ -471,11 +471,7 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
         max_message_timeout_ms=_int(entry.get("max_message_timeout_ms", 10000), "envoy.max_message_timeout_ms", message_timeout),
         buffer_limit_bytes=_int(entry.get("buffer_limit_bytes", 64 * 1024 * 1024), "envoy.buffer_limit_bytes", 1024),
         route_timeout_s=_int(entry.get("route_timeout_s", 600), "envoy.route_timeout_s", 0),
-        ext_proc_address=(
-            _address(entry["ext_proc_address"], "envoy.ext_proc_address")
-            if "ext_proc_address" in entry
-            else None
-        ),
+        ext_proc_addresses=_addresses(entry.get("ext_proc_address", []), "envoy.ext_proc_address"),
     )
 
 
@@ -562,6 +558,14 @@ def _address(raw: Any, path: str) -> str:
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(path, f"expected host:port, got {text!r}")
     return text
+
+
+def _addresses(raw: Any, path: str) -> tuple[str, ...]:
+    """Parse one host:port or a list of them."""
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ConfigError(path, f"expected host:port or a list of them, got {raw!r}")
+    return tuple(_address(item, f"{path}[{index}]") for index, item in enumerate(items))
 
 
 def _name_set(raw: Any, path: str) -> frozenset[str] | None:

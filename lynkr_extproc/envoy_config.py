@@ -179,21 +179,34 @@ def _compressor(name: str, type_name: str) -> dict[str, Any]:
 
 
 def _ext_proc_cluster(config: Config) -> dict[str, Any]:
-    host, _, port = (config.envoy.ext_proc_address or config.listen).rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
+    """The HTTP/2 cluster of ext_proc servers; streams are spread round-robin."""
+    endpoints = []
+    for address in config.envoy.ext_proc_addresses or (config.listen,):
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        endpoints.append((host, int(port)))
+    static = all(_discovery(host) == "STATIC" for host, _ in endpoints)
     return {
         "name": EXT_PROC_CLUSTER,
-        "type": _discovery(host),
+        "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         },
-        "load_assignment": _endpoints(EXT_PROC_CLUSTER, host, int(port)),
+        "load_assignment": {
+            "cluster_name": EXT_PROC_CLUSTER,
+            "endpoints": [{
+                "lb_endpoints": [
+                    {"endpoint": {"address": _socket(host, port)}} for host, port in endpoints
+                ],
+            }],
+        },
     }
 
 

@@ -52,5 +52,5 @@ def test_compose_envoy_reaches_the_lynkr_service():
     """Envoy's ext_proc cluster in compose points at the lynkr service name."""
     config = load_config(ROOT / "deploy/compose/lynkr.yaml")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert config.envoy.ext_proc_address == "lynkr:50051"
+    assert config.envoy.ext_proc_addresses == ("lynkr:50051",)
     assert "lynkr" in compose["services"]
