@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ IMAGE_TOKEN_ESTIMATE = 1600
 """Input tokens assumed per image: about the most one image costs."""
 
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id")
+FAIL_OPEN_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Gateway:
         self.store = store
         self.clock = clock
         self._tier_rank = {name: rank for rank, name in enumerate(config.tiers)}
+        self.fail_open_admissions = 0
+        """Requests admitted without a hold because the store failed."""
+        self._fail_open_logged_at = -FAIL_OPEN_LOG_INTERVAL_S
 
     # -- tenants -----------------------------------------------------------
 
@@ -317,7 +322,15 @@ class Gateway:
             raise BudgetUnavailableError(
                 "the budget store is unavailable, so spend cannot be checked; retry shortly"
             ) from exc
-        logger.warning("budget store failed, admitting without a hold (fail open): %s", exc)
+        self.fail_open_admissions += 1
+        now = time.monotonic()
+        if now - self._fail_open_logged_at >= FAIL_OPEN_LOG_INTERVAL_S:
+            logger.warning(
+                "budget store failed, admitting without a hold (fail open); %d such "
+                "admission(s) so far, their spend is charged when the store returns: %s",
+                self.fail_open_admissions, exc,
+            )
+            self._fail_open_logged_at = now
         return Admission(route, Reservation(hold_id, tuple(charges), 0, None), input_tokens)
 
     def _exceeded(self, rejection: Rejection) -> BudgetExceededError:
