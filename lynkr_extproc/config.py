@@ -25,6 +25,8 @@ LEVELS = ("virtual_key", "team", "customer", "org")
 PERIODS = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}
 DEFAULT_TIERS = ("SIMPLE", "MEDIUM", "COMPLEX", "REASONING")
 DEFAULT_BANDS = {"SIMPLE": 19, "MEDIUM": 50, "COMPLEX": 75, "REASONING": 100}
+MAX_LIMIT_USD = 9_000_000
+"""Largest window limit: the Redis script compares exactly up to 2^53 nano-dollars."""
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,11 @@ def _parse_windows(raw: Any, path: str) -> tuple[Window, ...]:
             raise ConfigError(f"{where}.limit_usd", str(exc)) from None
         if limit < 0:
             raise ConfigError(f"{where}.limit_usd", f"is {limit}, expected a value >= 0 (0 suspends)")
+        if limit > MAX_LIMIT_USD:
+            raise ConfigError(
+                f"{where}.limit_usd",
+                f"is {limit}, above the largest supported limit of {MAX_LIMIT_USD} USD per window",
+            )
         windows.append(Window(str(entry.get("name", PERIODS[period])), period, usd_to_nanos(limit)))
     return tuple(windows)
 

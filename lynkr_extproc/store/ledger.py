@@ -103,10 +103,10 @@ class _SQLiteFile:
             raise StoreError(f"sqlite file {self.path} is closed")
         return self._db
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
+    async def run(self, function: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
         future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
         try:
-            return await asyncio.wait_for(future, self.timeout_s)
+            return await asyncio.wait_for(future, timeout_s or self.timeout_s)
         except asyncio.TimeoutError:
             raise StoreError(f"sqlite file {self.path} timed out after {self.timeout_s}s") from None
         except sqlite3.Error as exc:
@@ -259,7 +259,7 @@ class Ledger(abc.ABC):
         """Insert records; one whose request id exists is skipped."""
 
     @abc.abstractmethod
-    async def committed_sum(self, charge: Charge) -> int:
+    async def committed_sum(self, charge: Charge, *, timeout_s: float | None = None) -> int:
         """Return the recorded cost in one window, for rebuilding its counter."""
 
     @abc.abstractmethod
@@ -306,10 +306,12 @@ class SQLiteLedger(Ledger):
 
         await self._file.run(self._file.transaction, body)
 
-    async def committed_sum(self, charge: Charge) -> int:
+    async def committed_sum(self, charge: Charge, *, timeout_s: float | None = None) -> int:
         where, params = _where(charge, numbered=False)
         sql = f"SELECT coalesce(sum(cost_nanos), 0) FROM spend_log WHERE {where}"
-        return await self._file.run(lambda: self._file.connection().execute(sql, params).fetchone()[0])
+        return await self._file.run(
+            lambda: self._file.connection().execute(sql, params).fetchone()[0], timeout_s=timeout_s
+        )
 
     async def record(self, request_id: str) -> SpendRecord | None:
         row = await self._file.run(
@@ -445,11 +447,11 @@ class PostgresLedger(Ledger):
                         await connection.execute("INSERT INTO lynkr_schema_migrations (version) VALUES ($1)", version)
                         logger.info("postgresql ledger migrated to version %d", version)
 
-    async def _call(self, coroutine: Any) -> Any:
+    async def _call(self, coroutine: Any, timeout_s: float | None = None) -> Any:
         import asyncpg
 
         try:
-            return await asyncio.wait_for(coroutine, self._timeout_s)
+            return await asyncio.wait_for(coroutine, timeout_s or self._timeout_s)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
             raise StoreError(f"postgresql ledger failed: {exc!r}") from exc
 
@@ -465,10 +467,11 @@ class PostgresLedger(Ledger):
         )
         await self._call(self._pool.execute(sql, *columns))
 
-    async def committed_sum(self, charge: Charge) -> int:
+    async def committed_sum(self, charge: Charge, *, timeout_s: float | None = None) -> int:
         where, params = _where(charge, numbered=True)
         sql = f"SELECT coalesce(sum(cost_nanos), 0)::bigint FROM lynkr_spend_log WHERE {where}"
-        return int(await self._call(self._pool.fetchval(sql, *params)))
+        timeout = timeout_s or self._timeout_s
+        return int(await self._call(self._pool.fetchval(sql, *params, timeout=timeout), timeout))
 
     async def record(self, request_id: str) -> SpendRecord | None:
         row = await self._call(

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 COUNTER_GRACE = timedelta(days=7)
 MARKER_TTL_S = 7 * 24 * 3600
 FLUSH_BATCH = 500
+REBUILD_TIMEOUT_S = 120.0
 
 
 class RedisStore(BudgetStore):
@@ -55,6 +56,7 @@ class RedisStore(BudgetStore):
         self._script = resources.files("lynkr_extproc.store").joinpath("redis_budget.lua").read_text()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_flusher = asyncio.Event()
+        self._rebuilds: dict[tuple[str, ...], asyncio.Future[None]] = {}
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -163,12 +165,31 @@ class RedisStore(BudgetStore):
         raise StoreError("redis counters keep disappearing while being rebuilt; check maxmemory-policy")
 
     async def _rebuild(self, charges: Sequence[Charge]) -> None:
+        """Rebuild missing counters, waiting at most the store timeout.
+
+        The rebuild itself runs as a shared background task per counter set,
+        so that a large ledger is summed once, even when the requests that
+        found the counters missing give up and answer per the failure policy.
+        """
+        key = tuple(sorted(self._keys(charge)[0] for charge in charges))
+        task = self._rebuilds.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._rebuild_now(charges))
+            self._rebuilds[key] = task
+            task.add_done_callback(lambda _: self._rebuilds.pop(key, None))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._timeout_s)
+        except asyncio.TimeoutError:
+            raise StoreError("redis counters are being rebuilt from the ledger; retry shortly") from None
+
+    async def _rebuild_now(self, charges: Sequence[Charge]) -> None:
         """Set missing counters to the ledger's spend plus undelivered outbox records."""
         started = time.monotonic()
         keys: list[str] = []
         args: list[Any] = ["load"]
         for charge in charges:
-            value = await self.ledger.committed_sum(charge) + await self.outbox.counted_sum(charge)
+            value = await self.ledger.committed_sum(charge, timeout_s=REBUILD_TIMEOUT_S)
+            value += await self.outbox.counted_sum(charge)
             keys.append(self._keys(charge)[0])
             expire_at = 0
             if charge.resets_at is not None:

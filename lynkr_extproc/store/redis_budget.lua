@@ -1,7 +1,10 @@
 -- Budget counters and expiring holds of lynkr-extproc, one atomic call per
 -- operation. Units: money in integer nano-dollars (1 USD = 10^9), times in
 -- milliseconds from the Redis server clock (TIME), so that replicas with
--- skewed clocks agree on expiry.
+-- skewed clocks agree on expiry. Lua numbers are doubles, exact for integers
+-- up to 2^53 nano-dollars (about 9 million USD), which is why limits are
+-- capped there; results leave as strings formatted with %d, never tostring,
+-- which keeps only 14 significant digits.
 --
 -- Every budget window a request counts against ("charge") has four keys,
 -- passed in KEYS in this order:
@@ -86,7 +89,7 @@ if op == 'reserve' then
     local limit = tonumber(ARGV[5 + i])
     local spent = committed + holding
     if spent >= limit or spent + estimate > limit then
-      return {'REJECT', i, tostring(committed), tostring(holding)}
+      return {'REJECT', i, string.format('%d', committed), string.format('%d', holding)}
     end
     local room = limit - spent - estimate
     if remaining == nil or room < remaining then
@@ -104,7 +107,7 @@ if op == 'reserve' then
       end
     end
   end
-  return {'OK', tostring(remaining or -1)}
+  return {'OK', string.format('%d', remaining or -1)}
 end
 
 if op == 'settle' then
