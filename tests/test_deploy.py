@@ -49,8 +49,19 @@ def test_compose_mounts_files_that_exist():
 
 
 def test_compose_envoy_reaches_the_lynkr_service():
-    """Envoy's ext_proc cluster in compose points at the lynkr service name."""
+    """Envoy's ext_proc cluster resolves the lynkr service name to every replica."""
     config = load_config(ROOT / "deploy/compose/lynkr.yaml")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    cluster = envoy_config.bootstrap(config)["static_resources"]["clusters"][0]
     assert config.envoy.ext_proc_addresses == ("lynkr:50051",)
-    assert "lynkr" in compose["services"]
+    assert cluster["type"] == "STRICT_DNS"
+    assert compose["services"]["lynkr"]["deploy"]["replicas"] == 2
+
+
+def test_compose_services_match_the_store_urls():
+    """The compose config uses the redis and postgres services it starts."""
+    config = load_config(ROOT / "deploy/compose/lynkr.yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert config.store_url.startswith("redis://redis:")
+    assert config.ledger_url.startswith("postgresql://lynkr:lynkr@postgres:")
+    assert {"redis", "postgres", "envoy", "llama"} <= set(compose["services"])
