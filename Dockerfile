@@ -4,7 +4,10 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY lynkr_extproc ./lynkr_extproc
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 lynkr \
+    && mkdir -p /var/lib/lynkr && chown lynkr /var/lib/lynkr
+USER 10001
 EXPOSE 50051
 ENTRYPOINT ["lynkr-extproc"]
 CMD ["serve", "--config", "/etc/lynkr/lynkr.yaml"]
