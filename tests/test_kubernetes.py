@@ -70,7 +70,9 @@ def _container(layout: str, name: str) -> dict[str, Any]:
     return matches[0]
 
 
-def _volume_mounted_at(layout: str, container: dict[str, Any], path: str) -> dict:
+def _volume_mounted_at(
+    layout: str, container: dict[str, Any], path: str
+) -> dict[str, Any]:
     """Return the pod volume that the container mounts at path."""
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == path]
     for pod in _pod_specs(layout):
@@ -102,7 +104,9 @@ def _schema_error(document: dict[str, Any]) -> str | None:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
         path = ".".join(str(part) for part in error.path)
-        return f"{document['kind']}/{document['metadata']['name']} {path}: {error.message}"
+        return (
+            f"{document['kind']}/{document['metadata']['name']} {path}: {error.message}"
+        )
     return None
 
 
@@ -118,13 +122,13 @@ MANIFESTS = [
 
 
 @pytest.mark.parametrize("document", MANIFESTS)
-def test_manifest_matches_kubernetes_schema(document):
+def test_manifest_matches_schema(document):
     """Every manifest is valid for Kubernetes 1.37; unknown fields are errors."""
     assert _schema_error(document) is None
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_kustomization_lists_every_manifest(layout):
+def test_kustomization_lists_every_file(layout):
     """kustomization.yaml names every manifest file, and every file it names exists."""
     kustomization = _kustomization(layout)
     generated = [
@@ -133,19 +137,23 @@ def test_kustomization_lists_every_manifest(layout):
         for name in generator["files"]
     ]
     on_disk = {path.name for path in (KUBERNETES / layout).glob("*.yaml")}
-    assert set(kustomization["resources"]) | set(generated) | {
-        "kustomization.yaml"
-    } == on_disk
+    assert (
+        set(kustomization["resources"]) | set(generated) | {"kustomization.yaml"}
+        == on_disk
+    )
     assert sorted(generated) == ["envoy.yaml", "lynkr.yaml"]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_kustomize_output_matches_kubernetes_schema(layout):
+def test_kustomize_output_matches_schema(layout):
     """What `kubectl kustomize` renders, ConfigMaps included, is valid and complete."""
     result = subprocess.run(
         ["kubectl", "kustomize", str(KUBERNETES / layout)],
-        capture_output=True, text=True, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -163,14 +171,14 @@ def test_kustomize_output_matches_kubernetes_schema(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_lynkr_config_listens_on_all_interfaces(layout, monkeypatch):
-    """The config parses and listens on the pod IP, where the kubelet probes."""
+def test_lynkr_listens_on_all_interfaces(layout, monkeypatch):
+    """The config listens on all interfaces, because the kubelet probes the pod IP."""
     config = _parse_lynkr_config(layout, monkeypatch)
     assert config.listen == "0.0.0.0:50051"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_lynkr_store_is_on_the_data_volume(layout, monkeypatch):
+def test_lynkr_store_on_data_volume(layout, monkeypatch):
     """The SQLite store lies on the volume mounted for it, not the read-only root."""
     config = _parse_lynkr_config(layout, monkeypatch)
     container = _container(layout, LYNKR_CONTAINER)
@@ -184,7 +192,7 @@ def test_lynkr_store_is_on_the_data_volume(layout, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_lynkr_container_reads_the_config_map(layout):
+def test_lynkr_reads_config_map(layout):
     """serve --config points at lynkr.yaml inside the mounted lynkr-config."""
     container = _container(layout, LYNKR_CONTAINER)
     config_path = Path(container["args"][container["args"].index("--config") + 1])
@@ -194,7 +202,7 @@ def test_lynkr_container_reads_the_config_map(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_envoy_container_reads_the_bootstrap(layout):
+def test_envoy_reads_bootstrap_config_map(layout):
     """envoy -c points at envoy.yaml inside the mounted envoy-config."""
     container = _container(layout, ENVOY_CONTAINER)
     bootstrap_path = Path(container["args"][container["args"].index("-c") + 1])
@@ -213,19 +221,22 @@ def test_envoy_bootstrap_is_current(layout, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_envoy_accepts_bootstrap_and_arguments(layout):
+def test_envoy_validates_bootstrap(layout):
     """Envoy validates envoy.yaml with the container's own command-line flags."""
     arguments = list(_container(layout, ENVOY_CONTAINER)["args"])
     arguments[arguments.index("-c") + 1] = str(KUBERNETES / layout / "envoy.yaml")
     result = subprocess.run(
         [find_envoy(), "--mode", "validate", *arguments],
-        capture_output=True, text=True, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_envoy_reaches_ext_proc_address(layout):
+def test_envoy_cluster_targets_ext_proc(layout):
     """Envoy's ext_proc cluster is the Service name, or loopback in the sidecar."""
     bootstrap = yaml.safe_load((KUBERNETES / layout / "envoy.yaml").read_text())
     (cluster,) = [
@@ -242,7 +253,7 @@ def test_envoy_reaches_ext_proc_address(layout):
     assert addresses == [{"address": host, "port_value": int(port)}]
 
 
-def test_ext_proc_service_serves_grpc():
+def test_ext_proc_service_is_grpc():
     """The lynkr-extproc Service exposes the gRPC port the config listens on."""
     service = _find("deployment", "Service", "lynkr-extproc")
     (port,) = service["spec"]["ports"]
@@ -252,13 +263,13 @@ def test_ext_proc_service_serves_grpc():
     assert service["spec"]["type"] == "ClusterIP"
 
 
-def test_ext_proc_deployment_has_two_replicas():
+def test_ext_proc_runs_two_replicas():
     """The Deployment layout runs two lynkr-extproc replicas."""
     deployment = _find("deployment", "Deployment", "lynkr-extproc")
     assert deployment["spec"]["replicas"] == 2
 
 
-def test_sidecar_pod_runs_envoy_and_lynkr():
+def test_sidecar_pod_has_both_containers():
     """The sidecar layout runs both processes as containers of one pod."""
     (pod,) = _pod_specs("sidecar")
     names = sorted(container["name"] for container in pod["containers"])
@@ -266,7 +277,7 @@ def test_sidecar_pod_runs_envoy_and_lynkr():
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_services_select_pods_and_ports(layout):
+def test_services_match_pod_ports(layout):
     """Each Service selects a Deployment's pods and targets a named container port."""
     services = [doc for doc in _documents(layout) if doc["kind"] == "Service"]
     assert services
@@ -289,7 +300,7 @@ def test_services_select_pods_and_ports(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_lynkr_probes_are_grpc_on_listen_port(layout, monkeypatch):
+def test_lynkr_probes_use_grpc(layout, monkeypatch):
     """Readiness and liveness use the kubelet's gRPC probe on the listen port."""
     config = _parse_lynkr_config(layout, monkeypatch)
     listen_port = int(config.listen.rpartition(":")[2])
@@ -301,15 +312,15 @@ def test_lynkr_probes_are_grpc_on_listen_port(layout, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_secret_keys_are_the_api_key_variables(layout):
-    """The Secret holds exactly the api_key_env variables that the config names."""
+def test_secret_keys_match_api_key_env(layout):
+    """The Secret contains exactly the api_key_env variables that the config names."""
     secret = _find(layout, "Secret", "lynkr-provider-keys")
     assert set(secret["stringData"]) == _api_key_variables(layout)
     assert "data" not in secret
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_lynkr_container_reads_keys_from_secret(layout):
+def test_lynkr_env_reads_secret(layout):
     """Every api_key_env variable comes from the Secret's key of the same name."""
     environment = {
         variable["name"]: variable
@@ -322,7 +333,7 @@ def test_lynkr_container_reads_keys_from_secret(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_containers_do_not_run_as_root(layout):
+def test_containers_run_as_non_root(layout):
     """Every container runs as a non-root user without privilege escalation."""
     for pod, container in _containers(layout):
         context = {**pod.get("securityContext", {}), **container["securityContext"]}
@@ -334,7 +345,7 @@ def test_containers_do_not_run_as_root(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_containers_have_resource_requests_and_limits(layout):
+def test_containers_have_resource_limits(layout):
     """Every container requests and limits CPU and memory."""
     for _, container in _containers(layout):
         resources = container["resources"]
