@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -482,8 +482,32 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
     )
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(text: str, path: str) -> str:
+    """Replace ${NAME} with the environment variable NAME, which must be set.
+
+    Store URLs may carry passwords: they come from the environment, for
+    example a Kubernetes Secret, instead of the config file.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(path, f"environment variable {name} is not set")
+        return quote(os.environ[name], safe="")
+
+    return _ENV_REFERENCE.sub(value, text)
+
+
+def env_references(text: str) -> list[str]:
+    """Return the environment variables a store URL refers to as ${NAME}."""
+    return _ENV_REFERENCE.findall(text)
+
+
 def _store_url(raw: Any, base_dir: Path, path: str = "server.store", *, schemes: tuple[str, ...] = ("sqlite", "redis", "rediss")) -> str:
-    url = _str(raw, path)
+    url = _expand_env(_str(raw, path), path)
     scheme = url.partition("://")[0]
     if scheme not in schemes:
         examples = {

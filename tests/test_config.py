@@ -91,3 +91,19 @@ def test_bad_yaml_file(tmp_path: Path):
         load_config(path)
     assert str(path) in str(caught.value)
     assert "not valid YAML" in str(caught.value)
+
+
+def test_store_url_reads_password_from_environment(document, monkeypatch):
+    """${NAME} in a store URL is replaced by the variable, percent-encoded."""
+    monkeypatch.setenv("LYNKR_TEST_PG_PASSWORD", "p@ss:word")
+    document["server"]["store"] = "redis://127.0.0.1:6379/0"
+    document["server"]["ledger"] = "postgresql://lynkr:${LYNKR_TEST_PG_PASSWORD}@db:5432/lynkr"
+    config = parse_config(document)
+    assert config.ledger_url == "postgresql://lynkr:p%40ss%3Aword@db:5432/lynkr"
+
+
+def test_store_url_with_unset_variable(document, monkeypatch):
+    """An unset ${NAME} stops the start and names the variable."""
+    monkeypatch.delenv("LYNKR_TEST_UNSET", raising=False)
+    document["server"]["store"] = "redis://:${LYNKR_TEST_UNSET}@127.0.0.1:6379/0"
+    assert error_of(document) == "config server.store: environment variable LYNKR_TEST_UNSET is not set"

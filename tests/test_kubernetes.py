@@ -19,7 +19,7 @@ import yaml
 
 from lynkr_extproc import envoy_config
 from lynkr_extproc.cli import find_envoy
-from lynkr_extproc.config import Config, parse_config
+from lynkr_extproc.config import Config, env_references, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -87,8 +87,12 @@ def _raw_lynkr_config(layout: str) -> dict[str, Any]:
 
 
 def _api_key_variables(layout: str) -> set[str]:
-    upstreams = _raw_lynkr_config(layout)["upstreams"].values()
-    return {entry["api_key_env"] for entry in upstreams if "api_key_env" in entry}
+    """Return the variables the config reads: API keys and ${NAME} in store URLs."""
+    raw = _raw_lynkr_config(layout)
+    names = {entry["api_key_env"] for entry in raw["upstreams"].values() if "api_key_env" in entry}
+    for setting in ("store", "ledger", "outbox"):
+        names.update(env_references(raw["server"].get(setting, "")))
+    return names
 
 
 def _parse_lynkr_config(layout: str, monkeypatch: pytest.MonkeyPatch) -> Config:
@@ -179,7 +183,7 @@ def test_lynkr_listens_on_all_interfaces(layout, monkeypatch):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_lynkr_store_on_data_volume(layout, monkeypatch):
-    """The SQLite store lies on the volume mounted for it, not the read-only root."""
+    """The SQLite store or outbox lies on the volume mounted for it, not the read-only root."""
     config = _parse_lynkr_config(layout, monkeypatch)
     container = _container(layout, LYNKR_CONTAINER)
     data_mounts = [
@@ -187,7 +191,8 @@ def test_lynkr_store_on_data_volume(layout, monkeypatch):
         for mount in container["volumeMounts"]
         if not mount.get("readOnly", False)
     ]
-    assert config.store_url == "sqlite:////var/lib/lynkr/lynkr.db"
+    local = config.store_url if config.store_url.startswith("sqlite:") else config.outbox_url
+    assert local.startswith("sqlite:////var/lib/lynkr/")
     assert "/var/lib/lynkr" in data_mounts
 
 
@@ -260,7 +265,14 @@ def test_ext_proc_service_is_grpc():
     assert port["port"] == 50051
     assert port["name"] == "grpc"
     assert port["appProtocol"] == "grpc"
-    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_ext_proc_service_is_headless():
+    """The Service is headless, so Envoy's STRICT_DNS cluster sees every pod."""
+    service = _find("deployment", "Service", "lynkr-extproc")
+    cluster = yaml.safe_load((KUBERNETES / "deployment" / "envoy.yaml").read_text())["static_resources"]["clusters"][0]
+    assert service["spec"]["clusterIP"] == "None"
+    assert cluster["type"] == "STRICT_DNS"
 
 
 def test_ext_proc_runs_two_replicas():
@@ -313,7 +325,7 @@ def test_lynkr_probes_use_grpc(layout, monkeypatch):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_secret_keys_match_api_key_env(layout):
-    """The Secret contains exactly the api_key_env variables that the config names."""
+    """The Secret contains exactly the variables that the config names."""
     secret = _find(layout, "Secret", "lynkr-provider-keys")
     assert set(secret["stringData"]) == _api_key_variables(layout)
     assert "data" not in secret
@@ -321,7 +333,7 @@ def test_secret_keys_match_api_key_env(layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_lynkr_env_reads_secret(layout):
-    """Every api_key_env variable comes from the Secret's key of the same name."""
+    """Every variable the config reads comes from the Secret's key of the same name."""
     environment = {
         variable["name"]: variable
         for variable in _container(layout, LYNKR_CONTAINER)["env"]
