@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError
 from .money import parse_usd, usd_to_nanos
 from .pricing import Price, PriceTable, load_price_table, parse_price
+from .providers import PROVIDERS, UpstreamTarget
 
 LEVELS = ("virtual_key", "team", "customer", "org")
 PERIODS = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}
@@ -27,34 +28,6 @@ DEFAULT_TIERS = ("SIMPLE", "MEDIUM", "COMPLEX", "REASONING")
 DEFAULT_BANDS = {"SIMPLE": 19, "MEDIUM": 50, "COMPLEX": 75, "REASONING": 100}
 MAX_LIMIT_USD = 9_000_000
 """Largest window limit: the Redis script compares exactly up to 2^53 nano-dollars."""
-
-
-@dataclass(frozen=True)
-class Provider:
-    """The APIs and the authentication header of one kind of upstream."""
-
-    apis: frozenset[str]
-    auth_header: str
-    auth_prefix: str = ""
-    extra_headers: tuple[tuple[str, str], ...] = ()
-
-
-PROVIDERS: dict[str, Provider] = {
-    "openai": Provider(
-        frozenset({"openai_chat", "openai_responses"}), "authorization", "Bearer "
-    ),
-    "anthropic": Provider(
-        frozenset({"anthropic_messages"}),
-        "x-api-key",
-        extra_headers=(("anthropic-version", "2023-06-01"),),
-    ),
-    "llamacpp": Provider(frozenset({"openai_chat"}), "authorization", "Bearer "),
-    "ollama": Provider(frozenset({"openai_chat"}), "authorization", "Bearer "),
-    "lmstudio": Provider(frozenset({"openai_chat"}), "authorization", "Bearer "),
-    "openrouter": Provider(
-        frozenset({"openai_chat", "openai_responses"}), "authorization", "Bearer "
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -66,13 +39,29 @@ class Upstream:
     port: int
     base_path: str
     credential: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    api_version: str | None = None
+    auth: str = "key"
+    region: str | None = None
+    """AWS region, for Bedrock requests signed with SigV4."""
 
     @property
     def cluster(self) -> str:
         return f"upstream_{self.name}"
 
     def serves(self, api: str) -> bool:
+        """Return True when the upstream accepts `api` without translation."""
         return api in PROVIDERS[self.provider].apis
+
+    def target(self) -> UpstreamTarget:
+        return UpstreamTarget(
+            name=self.name,
+            provider=self.provider,
+            credential=self.credential,
+            headers=self.headers,
+            api_version=self.api_version,
+            auth=self.auth,
+        )
 
 
 @dataclass(frozen=True)
@@ -261,8 +250,17 @@ def _parse_upstreams(raw: Any) -> dict[str, Upstream]:
         path = f"upstreams.{name}"
         _check_name(str(name), path)
         entry = _mapping(entry, path)
-        _only(entry, path, {"provider", "url", "api_key", "api_key_env"})
+        _only(entry, path, {"provider", "url", "api_key", "api_key_env", "headers", "api_version", "auth", "region"})
         provider = _choice(entry.get("provider"), f"{path}.provider", tuple(PROVIDERS))
+        auth = _choice(entry.get("auth", "key"), f"{path}.auth", ("key", "sigv4"))
+        if auth == "sigv4" and provider != "bedrock":
+            raise ConfigError(f"{path}.auth", "sigv4 signing is for provider bedrock; use key")
+        region = entry.get("region")
+        if auth == "sigv4" and not isinstance(region, str):
+            raise ConfigError(f"{path}.region", "missing; sigv4 signing needs the AWS region, e.g. us-east-1")
+        headers = _mapping(entry.get("headers", {}), f"{path}.headers")
+        for header, value in headers.items():
+            _str(value, f"{path}.headers.{header}")
         url = urlsplit(_str(entry.get("url"), f"{path}.url"))
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(f"{path}.url", f"expected http://host:port or https://host, got {entry.get('url')!r}")
@@ -274,6 +272,10 @@ def _parse_upstreams(raw: Any) -> dict[str, Upstream]:
             port=url.port or (443 if url.scheme == "https" else 80),
             base_path=url.path.rstrip("/"),
             credential=_credential(entry, path),
+            headers={str(k).lower(): str(v) for k, v in headers.items()},
+            api_version=_str(entry["api_version"], f"{path}.api_version") if "api_version" in entry else None,
+            auth=auth,
+            region=region,
         )
     return upstreams
 

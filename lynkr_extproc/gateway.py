@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
+from . import dispatch
 from .config import LEVELS, Config, KeyRecord, Tier, Upstream, missing_credential
 from .errors import (
     AuthenticationError,
@@ -234,12 +235,11 @@ class Gateway:
                 f"{what} is served by upstream {upstream.name!r}, whose API key "
                 f"variable {variable} is not set; set it and restart lynkr-extproc"
             )
-        if not upstream.serves(api):
+        if not dispatch.can_serve(upstream, api):
             raise InvalidRequestError(
                 f"{what} is served by {upstream.provider} upstream {upstream.name!r}, "
-                f"which does not accept {api} requests, and translation between "
-                f"APIs is not available; send this request in the upstream's API "
-                f"or route the model to another tier"
+                f"which does not accept {api} requests, and they cannot be translated "
+                f"to its API; route this model to another tier"
             )
 
     def _price(self, model: str) -> tuple[Price, bool]:
@@ -358,7 +358,7 @@ class Gateway:
                 raise
             for name in reversed(list(self.config.tiers)[: self._tier_rank[route.tier]]):
                 tier = self.config.tiers[name]
-                if not tier.upstream.serves(api):
+                if not dispatch.can_serve(tier.upstream, api):
                     continue
                 cheaper = self._tier_route(tier, api, f"{route.reason},downgraded:budget")
                 try:

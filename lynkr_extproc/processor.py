@@ -19,27 +19,24 @@ import json
 import logging
 import math
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
 from typing import Any, Awaitable, Callable
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 
-from . import codecs, responses
-from .config import PROVIDERS
+from . import dispatch, responses
 from .errors import ClientError, InvalidRequestError, RequestTooLargeError, StoreError
 from .formats import format_for_path
 from .gateway import Admission, Gateway, Tenant
 from .money import format_usd, nanos_to_usd
 from .pricing import Usage
-from .sse import SSEDecoder
+from .providers import PROVIDERS
+from .response_reader import ResponseReader
 
 logger = logging.getLogger(__name__)
 
 ROUTING_HEADER = "x-lynkr-upstream"
 CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
-MAX_RESPONSE_JSON_BYTES = 64 * 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -54,20 +51,6 @@ class State(enum.Enum):
     DONE = "done"
 
 
-@dataclass
-class _Response:
-    """State the response phases collect about the upstream's response."""
-
-    status: int = 0
-    streaming: bool = False
-    decoder: codecs.Decoder | None = None
-    sse: SSEDecoder | None = None
-    meter: Any = None
-    strip_usage: bool = False
-    json_body: bytearray = field(default_factory=bytearray)
-    json_overflow: bool = False
-
-
 class StreamProcessor:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -75,12 +58,12 @@ class StreamProcessor:
         self.request_id = ""
         self.started: datetime = gateway.clock()
         self._headers: dict[str, str] = {}
-        self._api: ModuleType | None = None
+        self._api: Any = None
         self._tenant: Tenant | None = None
         self._body = bytearray()
         self._facts: Any = None
         self._admission: Admission | None = None
-        self._response = _Response()
+        self._reader: ResponseReader | None = None
         self._settled = False
 
     async def handle(self, request: ext_proc.ProcessingRequest) -> ext_proc.ProcessingResponse:
@@ -154,7 +137,7 @@ class StreamProcessor:
         except ClientError as error:
             return self._reject(error, api.error_style)
 
-    async def _admit(self, api: ModuleType, tenant: Tenant) -> ext_proc.ProcessingResponse:
+    async def _admit(self, api: Any, tenant: Tenant) -> ext_proc.ProcessingResponse:
         body = _parse_json_object(bytes(self._body))
         facts = api.read_request(body)
         self._facts = facts
@@ -163,18 +146,26 @@ class StreamProcessor:
         self._admission = admission
         route = admission.route
         config = self.gateway.config
-        prepared = api.prepare_upstream(body, model=route.model, include_usage=config.inject_stream_usage)
-        set_headers = {ROUTING_HEADER: route.upstream.name, **_credential_headers(route.upstream, self._headers)}
+        call, upstream_api, translation = dispatch.upstream_call(
+            route.upstream, route.model, api, body, facts, self._headers,
+            include_usage=config.inject_stream_usage,
+        )
+        set_headers = {ROUTING_HEADER: route.upstream.name, **call.headers}
+        if call.path is not None:
+            set_headers[":path"] = call.path
         new_body = None
-        if prepared != body:
-            new_body = json.dumps(prepared, ensure_ascii=False, separators=(",", ":")).encode()
+        if call.body != body:
+            new_body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
             set_headers["content-length"] = str(len(new_body))
-        self._response.strip_usage = (
+        strip_usage = (
             facts.stream
             and config.inject_stream_usage
             and not config.forward_usage_chunk
             and not facts.client_wants_usage
             and api.name == "openai_chat"
+        )
+        self._reader = ResponseReader(
+            upstream_api, api, translation, strip_usage=strip_usage, request_id=self.request_id
         )
         self.state = State.RESPONSE_HEADERS
         return responses.request_body(
@@ -184,85 +175,37 @@ class StreamProcessor:
     # -- response headers --------------------------------------------------
 
     async def _on_response_headers(self, message: ext_proc.HttpHeaders) -> ext_proc.ProcessingResponse:
-        headers = _header_map(message.headers)
-        admission = self._admission
-        assert admission is not None and self._api is not None
-        response = self._response
-        response.status = _int_or_zero(headers.get(":status"))
-        content_type = headers.get("content-type", "").lower()
-        response.streaming = content_type.startswith("text/event-stream")
-        encoding = headers.get("content-encoding", "")
-        response.decoder = codecs.decoder_for(encoding)
-        if response.decoder is None:
-            logger.warning("request %s: unsupported content-encoding %r, usage will be estimated", self.request_id, encoding)
-        if encoding.strip().lower() not in ("", "identity"):
-            response.strip_usage = False
-        if response.streaming:
-            response.sse = SSEDecoder(keep_raw=response.strip_usage)
-            response.meter = self._api.new_meter()
+        admission, reader = self._admission, self._reader
+        assert admission is not None and reader is not None
+        changed, removed = reader.on_headers(_header_map(message.headers))
         route = admission.route
         added = {
+            **changed,
             "x-lynkr-tier": route.tier,
             "x-lynkr-model": route.model,
             "x-lynkr-routing-reason": route.reason,
         }
         if admission.reservation.remaining_nanos is not None:
             added["x-lynkr-budget-remaining-usd"] = format_usd(admission.reservation.remaining_nanos, 6)
-        reply = responses.common(set_headers=added)
+        reply = responses.common(set_headers=added, remove=removed)
         if message.end_of_stream:
             await self._settle(outcome_hint="completed")
             self.state = State.DONE
             return responses.response_headers(reply)
         self.state = State.RESPONSE_BODY
-        mode = responses.STREAM_RESPONSE if response.streaming else responses.BUFFER_RESPONSE
+        mode = responses.STREAM_RESPONSE if reader.streaming else responses.BUFFER_RESPONSE
         return responses.response_headers(reply, mode)
 
     # -- response body -----------------------------------------------------
 
     async def _on_response_body(self, message: ext_proc.HttpBody) -> ext_proc.ProcessingResponse:
-        response = self._response
-        chunk = message.body
-        plain = self._decode(chunk)
-        mutation = None
-        if response.streaming:
-            mutation = self._meter_stream(plain, end=message.end_of_stream)
-        elif plain:
-            if len(response.json_body) + len(plain) > MAX_RESPONSE_JSON_BYTES:
-                response.json_overflow = True
-            elif not response.json_overflow:
-                response.json_body += plain
+        reader = self._reader
+        assert reader is not None
+        mutation = reader.on_body(message.body, end=message.end_of_stream)
         if message.end_of_stream:
             await self._settle(outcome_hint="completed")
             self.state = State.DONE
         return responses.response_body(responses.common(body=mutation))
-
-    def _decode(self, chunk: bytes) -> bytes:
-        decoder = self._response.decoder
-        if decoder is None or not chunk:
-            return b"" if decoder is None else chunk
-        try:
-            return decoder.decompress(chunk)
-        except Exception as exc:  # any codec error: keep forwarding, estimate usage
-            logger.warning("request %s: response body cannot be decoded: %s", self.request_id, exc)
-            self._response.decoder = None
-            return b""
-
-    def _meter_stream(self, chunk: bytes, *, end: bool) -> bytes | None:
-        response = self._response
-        sse, meter = response.sse, response.meter
-        assert sse is not None and meter is not None
-        kept: list[bytes] = []
-        for event, raw in sse.feed_blocks(chunk):
-            if event is not None:
-                meter.feed(event)
-                if response.strip_usage and meter.is_usage_only(event):
-                    continue
-            kept.append(raw)
-        if end:
-            kept.append(sse.close())
-        if not response.strip_usage:
-            return None
-        return b"".join(kept)
 
     # -- trailers ----------------------------------------------------------
 
@@ -304,7 +247,7 @@ class StreamProcessor:
             admission=admission,
             usage=usage,
             usage_source=source,
-            status=self._response.status,
+            status=self._reader.status if self._reader else 0,
             outcome=outcome,
             started=self.started,
             flags=flags,
@@ -344,16 +287,16 @@ class StreamProcessor:
 
     def _final_usage(self, outcome_hint: str) -> tuple[Usage, str, str, set[str]]:
         """Decide the usage to charge: reported, or estimated from text seen."""
-        response = self._response
+        reader = self._reader
         flags: set[str] = set()
-        reported, finished, failed, text_chars = self._observed(flags)
-        if response.status == 0:
+        if reader is None or reader.status == 0:
             return Usage(), "estimated", "aborted", flags | {"no_response"}
-        failed = failed or response.status >= 400
+        reported, finished, failed, text_chars = reader.observed(flags)
+        failed = failed or reader.status >= 400
         cut = outcome_hint == "partial" and not finished
         if reported is not None and not cut:
             return reported, "reported", "failed" if failed else "completed", flags
-        if reported is None and (failed or (finished and failed)):
+        if reported is None and failed:
             flags.add("no_usage_reported")
             return Usage(), "reported", "failed", flags
         estimated_output = math.ceil(text_chars / 4)
@@ -370,24 +313,6 @@ class StreamProcessor:
             assert self._admission is not None
             usage = Usage(input_tokens=self._admission.input_estimate, output_tokens=estimated_output)
         return usage, "estimated", "partial" if cut else "completed", flags
-
-    def _observed(self, flags: set[str]) -> tuple[Usage | None, bool, bool, int]:
-        response = self._response
-        api = self._api
-        assert api is not None
-        if response.streaming and response.meter is not None:
-            meter = response.meter
-            flags.update(meter.flags)
-            return meter.usage, meter.finished, meter.failed, meter.text_chars
-        if response.json_overflow or not response.json_body:
-            return None, bool(response.json_body), False, 0
-        try:
-            document = json.loads(response.json_body)
-        except ValueError:
-            flags.add("unparsable_response")
-            return None, True, False, len(response.json_body) // 2
-        usage = api.usage_from_json(document, flags)
-        return usage, True, False, api.text_chars_from_json(document)
 
 
 _HANDLERS: dict[tuple[State, str], Callable[[StreamProcessor, Any], Awaitable[ext_proc.ProcessingResponse]]] = {
@@ -419,12 +344,11 @@ def _client_routing_headers(headers: dict[str, str]) -> list[str]:
 
 
 def _credential_headers(upstream: Any, client_headers: dict[str, str]) -> dict[str, str]:
+    """Return the provider's credential and required headers for a pass-through call."""
     provider = PROVIDERS[upstream.provider]
-    headers = {
-        name: value for name, value in provider.extra_headers if name not in client_headers
-    }
-    if upstream.credential:
-        headers[provider.auth_header] = provider.auth_prefix + upstream.credential
+    headers = {name: value for name, value in provider.default_headers if name not in client_headers}
+    headers.update(upstream.headers)
+    headers.update(provider.auth_headers(upstream.target()))
     return headers
 
 
@@ -436,13 +360,6 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return document
-
-
-def _int_or_zero(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
 
 
 def _usd(nanos: int) -> str:

@@ -106,6 +106,10 @@ class SSEDecoder:
             start = end + step
         return blocks
 
+    def pending_event(self) -> Event | None:
+        """Return None: per the spec, an event without its blank line is dropped."""
+        return None
+
     def _strip_bom(self, chunk: bytes) -> bytes:
         """Drop one UTF-8 byte order mark at the start of the stream, as the spec requires.
 

@@ -1,0 +1,216 @@
+"""Read an upstream response: meter its usage, rewrite it for the client.
+
+Three cases, decided from the response headers:
+
+- pass-through: the client gets the upstream's bytes unchanged (byte for
+  byte), and only usage is read;
+- usage stripping: a streamed OpenAI chat response whose usage chunk was
+  injected by lynkr gets that one event removed;
+- rewriting: the upstream speaks another API (translation) or another
+  framing (Bedrock's event stream): every event is metered in the
+  upstream's API, then re-encoded in the client's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Mapping
+
+from . import codecs
+from .framing import Framer, framer_for
+from .pricing import Usage
+from .sse import Event
+
+logger = logging.getLogger(__name__)
+
+MAX_RESPONSE_JSON_BYTES = 64 * 1024 * 1024
+
+
+class SSEReframer:
+    """Re-encodes events of another framing as server-sent events, same API."""
+
+    def feed(self, event: Event) -> bytes:
+        if event.event.startswith("exception:"):
+            message = _exception_message(event.data)
+            payload = {"type": "error", "error": {"type": "api_error", "message": message}}
+            return _sse("error", json.dumps(payload, separators=(",", ":")))
+        document = _json(event.data)
+        kind = document.get("type") if isinstance(document, dict) else None
+        return _sse(kind if isinstance(kind, str) else event.event, event.data)
+
+    def finish(self, *, error: str | None = None) -> bytes:
+        if error is None:
+            return b""
+        payload = {"type": "error", "error": {"type": "api_error", "message": error}}
+        return _sse("error", json.dumps(payload, separators=(",", ":")))
+
+
+def _sse(kind: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"event: {kind}\n{lines}\n".encode()
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _exception_message(data: str) -> str:
+    document = _json(data)
+    if isinstance(document, dict) and isinstance(document.get("message"), str):
+        return document["message"]
+    return data[:500]
+
+
+class ResponseReader:
+    def __init__(
+        self,
+        upstream_api: Any,
+        client_api: Any,
+        translation: Any,
+        *,
+        strip_usage: bool,
+        request_id: str,
+    ) -> None:
+        self.upstream_api = upstream_api
+        self.client_api = client_api
+        self.translation = translation
+        self.strip_usage = strip_usage and translation is None
+        self.request_id = request_id
+        self.status = 0
+        self.streaming = False
+        self.rewrite = False
+        self._decoder: codecs.Decoder | None = None
+        self._framer: Framer | None = None
+        self._translator: Any = None
+        self.meter: Any = None
+        self._json = bytearray()
+        self._json_overflow = False
+
+    # -- headers -----------------------------------------------------------
+
+    def on_headers(self, headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        """Prepare for the body; return response headers to set and to remove."""
+        self.status = _int(headers.get(":status"))
+        content_type = headers.get("content-type", "").lower()
+        encoding = headers.get("content-encoding", "").strip().lower()
+        self._decoder = codecs.decoder_for(encoding)
+        if self._decoder is None:
+            logger.warning(
+                "request %s: unsupported content-encoding %r, usage will be estimated",
+                self.request_id, encoding,
+            )
+        compressed = encoding not in ("", "identity")
+        if compressed:
+            self.strip_usage = False
+        reframe = content_type.startswith("application/vnd.amazon.eventstream")
+        self.rewrite = (self.translation is not None or reframe) and not compressed
+        if compressed and (self.translation is not None or reframe):
+            logger.warning(
+                "request %s: the upstream compressed a response that must be rewritten; "
+                "it is forwarded as is", self.request_id,
+            )
+        self._framer = framer_for(content_type, keep_raw=self.strip_usage)
+        self.streaming = self._framer is not None
+        if self.streaming:
+            self.meter = self.upstream_api.new_meter()
+            if self.rewrite:
+                self._translator = self.translation.stream() if self.translation else SSEReframer()
+        if not self.rewrite:
+            return {}, []
+        kind = "text/event-stream" if self.streaming else "application/json"
+        return {"content-type": kind}, ["content-length"]
+
+    # -- body --------------------------------------------------------------
+
+    def on_body(self, chunk: bytes, *, end: bool) -> bytes | None:
+        """Read one body chunk; return the bytes the client gets instead, if changed."""
+        plain = self._decode(chunk)
+        if self.streaming:
+            return self._on_stream(plain, end=end)
+        if plain and not self._json_overflow:
+            if len(self._json) + len(plain) > MAX_RESPONSE_JSON_BYTES:
+                self._json_overflow = True
+                self._json.clear()
+            else:
+                self._json += plain
+        if not self.rewrite:
+            return None
+        if not end:
+            return b""
+        return self._rewrite_json()
+
+    def _decode(self, chunk: bytes) -> bytes:
+        if self._decoder is None or not chunk:
+            return b"" if self._decoder is None else chunk
+        try:
+            return self._decoder.decompress(chunk)
+        except Exception as exc:  # any codec error: keep forwarding, estimate usage
+            logger.warning("request %s: response body cannot be decoded: %s", self.request_id, exc)
+            self._decoder = None
+            return b""
+
+    def _on_stream(self, chunk: bytes, *, end: bool) -> bytes | None:
+        framer, meter = self._framer, self.meter
+        assert framer is not None and meter is not None
+        out: list[bytes] = []
+        for event, raw in framer.feed_blocks(chunk):
+            out.append(self._handle_event(event, raw))
+        if end:
+            pending = framer.pending_event()
+            tail = framer.close()
+            out.append(self._handle_event(pending, tail))
+            if self.rewrite:
+                error = None if meter.finished else "the upstream stream ended before its last event"
+                out.append(self._translator.finish(error=error))
+        if not (self.rewrite or self.strip_usage):
+            return None
+        return b"".join(out)
+
+    def _handle_event(self, event: Event | None, raw: bytes) -> bytes:
+        if event is None:
+            return b"" if self.rewrite else raw
+        self.meter.feed(event)
+        if self.rewrite:
+            return self._translator.feed(event)
+        if self.strip_usage and self.meter.is_usage_only(event):
+            return b""
+        return raw
+
+    def _rewrite_json(self) -> bytes:
+        document = _json(bytes(self._json).decode("utf-8", "replace"))
+        if document is None:
+            document = bytes(self._json).decode("utf-8", "replace")
+        if self.translation is None:
+            return bytes(self._json)
+        if self.status >= 400 or not isinstance(document, dict):
+            translated = self.translation.error(self.status, document)
+        else:
+            translated = self.translation.response(document)
+        return json.dumps(translated, ensure_ascii=False, separators=(",", ":")).encode()
+
+    # -- usage -------------------------------------------------------------
+
+    def observed(self, flags: set[str]) -> tuple[Usage | None, bool, bool, int]:
+        """Return (usage reported, terminal event seen, failed, text characters)."""
+        if self.streaming and self.meter is not None:
+            flags.update(self.meter.flags)
+            return self.meter.usage, self.meter.finished, self.meter.failed, self.meter.text_chars
+        if self._json_overflow or not self._json:
+            return None, bool(self._json) or self._json_overflow, False, 0
+        document = _json(bytes(self._json).decode("utf-8", "replace"))
+        if document is None:
+            flags.add("unparsable_response")
+            return None, True, False, len(self._json) // 2
+        usage = self.upstream_api.usage_from_json(document, flags)
+        return usage, True, False, self.upstream_api.text_chars_from_json(document)
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
