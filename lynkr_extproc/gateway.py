@@ -381,6 +381,7 @@ class Gateway:
         outcome: str,
         started: datetime,
         flags: set[str],
+        provider_cost_nanos: int | None = None,
     ) -> SpendRecord:
         route = admission.route
         flags = set(flags)
@@ -406,6 +407,7 @@ class Gateway:
             outcome=outcome,
             latency_ms=max(0, int((now - started).total_seconds() * 1000)),
             flags=tuple(sorted(flags)),
+            provider_cost_nanos=provider_cost_nanos,
         )
 
 

@@ -242,6 +242,7 @@ class StreamProcessor:
         assert admission is not None and tenant is not None
         usage, source, outcome, flags = self._final_usage(outcome_hint)
         record = self.gateway.record(
+            provider_cost_nanos=self._reader.provider_cost() if self._reader else None,
             request_id=self.request_id,
             tenant=tenant,
             admission=admission,

@@ -194,6 +194,15 @@ class ResponseReader:
 
     # -- usage -------------------------------------------------------------
 
+    def provider_cost(self) -> int | None:
+        """Return the upstream's own reported charge in nano-dollars, if any."""
+        if self.streaming:
+            return getattr(self.meter, "provider_cost", None)
+        reader = getattr(self.upstream_api, "provider_cost_from_json", None)
+        if reader is None or not self._json:
+            return None
+        return reader(_json(bytes(self._json).decode("utf-8", "replace")))
+
     def observed(self, flags: set[str]) -> tuple[Usage | None, bool, bool, int]:
         """Return (usage reported, terminal event seen, failed, text characters)."""
         if self.streaming and self.meter is not None:

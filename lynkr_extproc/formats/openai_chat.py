@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from ..errors import InvalidRequestError
+from ..money import parse_usd, usd_to_nanos
 from ..pricing import Usage
 from ..sse import Event
 from . import _common
@@ -114,6 +115,19 @@ def usage_from_json(document: Any, flags: set[str]) -> Usage | None:
     )
 
 
+def provider_cost_from_json(document: Any) -> int | None:
+    """Return `usage.cost` (USD, as OpenRouter reports it) in nano-dollars."""
+    usage = document.get("usage") if isinstance(document, dict) else None
+    cost = usage.get("cost") if isinstance(usage, dict) else None
+    if isinstance(cost, bool) or not isinstance(cost, (int, float, str)):
+        return None
+    try:
+        nanos = usd_to_nanos(parse_usd(cost))
+    except (ValueError, ArithmeticError):
+        return None
+    return nanos if nanos >= 0 else None
+
+
 def text_chars_from_json(document: Any) -> int:
     if not isinstance(document, dict):
         return 0
@@ -149,6 +163,7 @@ class Meter:
         self.finished = False
         self.failed = False
         self.flags: set[str] = set()
+        self.provider_cost: int | None = None
 
     def feed(self, event: Event) -> None:
         if event.data == "[DONE]":
@@ -164,6 +179,7 @@ class Meter:
         if usage is not None:
             self.usage = usage
             self.finished = True
+            self.provider_cost = provider_cost_from_json(chunk)
 
     def is_usage_only(self, event: Event) -> bool:
         if '"usage"' not in event.data:

@@ -82,6 +82,8 @@ class SpendRecord:
     """"completed", "partial" (cut before the end) or "failed"."""
     latency_ms: int
     flags: tuple[str, ...] = field(default_factory=tuple)
+    provider_cost_nanos: int | None = None
+    """The upstream's own charge when it reports one (OpenRouter's usage.cost)."""
 
 
 class BudgetStore(abc.ABC):

@@ -390,17 +390,19 @@ _PG_MIGRATIONS = (
     CREATE INDEX lynkr_spend_log_by_key ON lynkr_spend_log (key_id, time);
     CREATE INDEX lynkr_spend_log_by_org ON lynkr_spend_log (org, customer, time);
     """,
+    "ALTER TABLE lynkr_spend_log ADD COLUMN provider_cost_nanos bigint",
 )
 
 _PG_COLUMNS = (
     "request_id", "time", "key_id", "team", "customer", "org", "tier", "provider", "upstream",
     "model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_nanos", "usage_source", "status", "outcome", "latency_ms", "flags",
+    "provider_cost_nanos",
 )
 _PG_TYPES = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text",
     "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "text", "integer", "text",
-    "integer", "jsonb",
+    "integer", "jsonb", "bigint",
 )
 
 
@@ -505,6 +507,7 @@ def _pg_row(record: SpendRecord) -> tuple[Any, ...]:
         usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
         usage.reasoning_tokens, record.cost_nanos, record.usage_source, record.status,
         record.outcome, record.latency_ms, json.dumps(list(record.flags)),
+        record.provider_cost_nanos,
     )
 
 
@@ -520,4 +523,5 @@ def _pg_record(row: Any) -> SpendRecord:
         ),
         cost_nanos=row["cost_nanos"], usage_source=row["usage_source"], status=row["status"],
         outcome=row["outcome"], latency_ms=row["latency_ms"], flags=tuple(json.loads(row["flags"])),
+        provider_cost_nanos=row["provider_cost_nanos"],
     )

@@ -75,6 +75,7 @@ MIGRATIONS = (
         updated_at REAL NOT NULL
     );
     """,
+    "ALTER TABLE spend_log ADD COLUMN provider_cost_nanos INTEGER",
 )
 
 
@@ -177,7 +178,7 @@ class SQLiteStore(BudgetStore):
         def body(db: sqlite3.Connection) -> bool:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO spend_log VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _record_row(record),
             ).rowcount
             if inserted:
@@ -294,6 +295,7 @@ def _record_row(record: SpendRecord) -> tuple[Any, ...]:
         record.outcome,
         record.latency_ms,
         json.dumps(list(record.flags)),
+        record.provider_cost_nanos,
     )
 
 
@@ -322,4 +324,5 @@ def _row_record(row: tuple[Any, ...]) -> SpendRecord:
         outcome=row[18],
         latency_ms=row[19],
         flags=tuple(json.loads(row[20])),
+        provider_cost_nanos=row[21],
     )

@@ -110,10 +110,10 @@ def token_count(value: Any) -> int:
 def takes_reasoning_effort(model: str) -> bool:
     """Return True when `model` names an OpenAI reasoning model family.
 
-    These accept `reasoning_effort` in Chat Completions: o1, o3, o4-mini,
-    gpt-5 and gpt-oss (which Ollama and vLLM also serve). Other models,
-    gpt-4o among them, reject the field. A provider prefix such as
-    "openai/" is ignored.
+    OpenAI defines `reasoning_effort` in Chat Completions for these
+    families only: o1, o3, o4-mini, gpt-5 and gpt-oss (open weights that
+    Ollama also serves). Other models get no such field. A provider prefix
+    such as "openai/" is ignored.
     """
     name = model.rsplit("/", 1)[-1].lower()
     return _REASONING_MODEL.match(name) is not None
@@ -167,10 +167,12 @@ def require_number(value: Any, path: str) -> float | int:
     return value
 
 
-def unsupported(path: str, what: str, upstream: str, fix: str) -> InvalidRequestError:
+def unsupported(
+    path: str, description: str, upstream: str, fix: str
+) -> InvalidRequestError:
     """Build the error for a request part that `upstream` cannot receive."""
     return InvalidRequestError(
-        f"{path}: {what} cannot be sent to this tier's {upstream} upstream. "
+        f"{path}: {description} cannot be sent to this tier's {upstream} upstream. "
         f"{fix[:1].upper()}{fix[1:]}."
     )
 

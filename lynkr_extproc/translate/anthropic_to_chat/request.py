@@ -1,8 +1,7 @@
 """Anthropic Messages request -> OpenAI Chat Completions request.
 
-The upstream body is built from the fields below only, so a field that
-is neither translated nor listed in FIELD_RULES never reaches the
-upstream either.
+The upstream body is built field by field, so a client field that this
+module does not read never reaches the upstream.
 """
 
 from __future__ import annotations
@@ -31,9 +30,9 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "thinking",
         "dropped",
         "Chat Completions has no token budget for thinking. Its nearest "
-        "control, reasoning_effort, is rejected by non-reasoning models, and "
-        "the Ollama, llama.cpp and LM Studio upstreams of this pair think "
-        "as their model is configured.",
+        "control, reasoning_effort, is defined for reasoning models only, "
+        "and a token budget gives no low, medium or high level. The chat "
+        "model thinks as its server configures it.",
     ),
     FieldRule(
         "messages[].content[] of type thinking and redacted_thinking",
@@ -122,7 +121,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 _RESPONSE_SCHEMA_NAME = "output"
 """Chat Completions requires a name for a JSON schema, and Anthropic sends none."""
 
-_TRANSLATED_FIELDS = {
+_HANDLED_FIELDS = {
     "model",
     "messages",
     "system",
@@ -139,6 +138,7 @@ _TRANSLATED_FIELDS = {
     "mcp_servers",
     "container",
 }
+"""Top-level fields read here. Any other field is left out and logged at debug."""
 _SERVER_RESULT_SUFFIX = "_tool_result"
 
 
@@ -159,7 +159,7 @@ def translate_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     if body.get("stream") is True:
         upstream["stream"] = True
         upstream["stream_options"] = {"include_usage": True}
-    for field in sorted(set(body) - _TRANSLATED_FIELDS):
+    for field in sorted(set(body) - _HANDLED_FIELDS):
         logger.debug("translate: dropped field %s for a chat upstream", field)
     return upstream
 
@@ -192,8 +192,8 @@ def _copy_sampling(body: dict[str, Any], upstream: dict[str, Any]) -> None:
         sequences = require_list(stop, "stop_sequences")
         for index, sequence in enumerate(sequences):
             require_str(sequence, f"stop_sequences[{index}]")
-        # NOTE: OpenAI itself accepts at most 4 stop sequences. Ollama,
-        # llama.cpp and LM Studio take more, so the list is sent whole.
+        # NOTE: OpenAI's API reference allows at most 4 stop sequences. The
+        # list is sent whole and unchecked, since local servers may take more.
         upstream["stop"] = list(sequences)
 
 

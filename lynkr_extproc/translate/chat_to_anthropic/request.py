@@ -1,8 +1,7 @@
 """OpenAI Chat Completions request -> Anthropic Messages request.
 
-The upstream body is built from the fields below only, so a field that
-is neither translated nor listed in FIELD_RULES never reaches the
-upstream either.
+The upstream body is built field by field, so a client field that this
+module does not read never reaches the upstream.
 """
 
 from __future__ import annotations
@@ -142,7 +141,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 
 _TOOL_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 _SYSTEM_ROLES = ("system", "developer")
-_TRANSLATED_FIELDS = {
+_HANDLED_FIELDS = {
     "model",
     "messages",
     "max_tokens",
@@ -164,6 +163,7 @@ _TRANSLATED_FIELDS = {
     "modalities",
     "web_search_options",
 }
+"""Top-level fields read here. Any other field is left out and logged at debug."""
 
 
 @dataclass
@@ -211,7 +211,7 @@ def translate_request(
         upstream["metadata"] = {"user_id": user}
     if body.get("stream") is True:
         upstream["stream"] = True
-    for field in sorted(set(body) - _TRANSLATED_FIELDS):
+    for field in sorted(set(body) - _HANDLED_FIELDS):
         logger.debug("translate: dropped field %s for an Anthropic upstream", field)
     return upstream
 
@@ -279,7 +279,7 @@ def _conversation(body: dict[str, Any]) -> _Conversation:
         message = require_dict(message, path)
         role = message.get("role")
         if role in _SYSTEM_ROLES:
-            conversation.system.extend(_text_blocks(message.get("content"), path))
+            conversation.system.extend(_text_blocks(message.get("content"), path, role))
         elif role == "user":
             conversation.add("user", _user_blocks(message.get("content"), path))
         elif role == "assistant":
@@ -321,7 +321,7 @@ def _parts(content: Any, path: str) -> list[dict[str, Any]]:
     return parts
 
 
-def _text_blocks(content: Any, path: str) -> list[dict[str, Any]]:
+def _text_blocks(content: Any, path: str, role: str) -> list[dict[str, Any]]:
     """Return the text of system, developer or tool content as text blocks.
 
     Anthropic rejects empty text blocks, so empty text is left out.
@@ -331,7 +331,7 @@ def _text_blocks(content: Any, path: str) -> list[dict[str, Any]]:
         if part.get("type") != "text":
             raise unsupported(
                 f"{path}.content[{index}].type",
-                f"a {part.get('type')!r} part here",
+                f"a {part.get('type')!r} part in a {role} message",
                 UPSTREAM,
                 "send text parts",
             )
@@ -463,7 +463,7 @@ def _tool_result(message: dict[str, Any], path: str) -> dict[str, Any]:
         "type": "tool_result",
         "tool_use_id": anthropic_tool_id(call_id),
     }
-    content = _text_blocks(message.get("content"), path)
+    content = _text_blocks(message.get("content"), path, "tool")
     if content:
         block["content"] = content
     return block

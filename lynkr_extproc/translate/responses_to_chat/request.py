@@ -1,8 +1,7 @@
 """OpenAI Responses request -> OpenAI Chat Completions request.
 
-The upstream body is built from the fields below only, so a field that
-is neither translated nor listed in FIELD_RULES never reaches the
-upstream either.
+The upstream body is built field by field, so a client field that this
+module does not read never reaches the upstream.
 
 Custom (free-form) tools, which Codex uses for apply_patch with GPT-5
 models, become functions with one string parameter, CUSTOM_INPUT. The
@@ -86,10 +85,10 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule(
         "reasoning",
         "changed",
-        "reasoning.effort becomes reasoning_effort for reasoning models "
-        "(o1, o3, o4, gpt-5, gpt-oss), which accept it, and is dropped for "
-        "other models, which reject it. reasoning.summary is dropped because "
-        "chat returns no summaries.",
+        "reasoning.effort becomes reasoning_effort for the reasoning models "
+        "that OpenAI defines it for (o1, o3, o4, gpt-5, gpt-oss) and is "
+        "dropped for other models. reasoning.summary is dropped because chat "
+        "returns no summaries.",
     ),
     FieldRule(
         "tools[] of type custom with a grammar format",
@@ -117,7 +116,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     ),
 )
 
-_TRANSLATED_FIELDS = {
+_HANDLED_FIELDS = {
     "model",
     "input",
     "instructions",
@@ -137,6 +136,8 @@ _TRANSLATED_FIELDS = {
     "background",
     "prompt",
 }
+"""Top-level fields read here. Any other field is left out and logged at debug."""
+
 _ECHO_FIELDS = (
     "instructions",
     "max_output_tokens",
@@ -149,7 +150,6 @@ _ECHO_FIELDS = (
     "top_p",
     "user",
     "metadata",
-    "store",
     "truncation",
     "previous_response_id",
 )
@@ -225,7 +225,7 @@ def translate_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     if body.get("stream") is True:
         upstream["stream"] = True
         upstream["stream_options"] = {"include_usage": True}
-    for name in sorted(set(body) - _TRANSLATED_FIELDS):
+    for name in sorted(set(body) - _HANDLED_FIELDS):
         logger.debug("translate: dropped field %s for a chat upstream", name)
     return upstream
 
