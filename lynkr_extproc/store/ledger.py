@@ -201,26 +201,33 @@ class Outbox:
 
         await self._file.run(self._file.transaction, body)
 
-    async def counted_sum(self, charge: Charge) -> int:
-        """Return the cost of counted, not yet delivered records for one window."""
+    async def matching(self, charge: Charge) -> list[tuple[SpendRecord, bool]]:
+        """Return every queued record that counts against one window, with its charged flag."""
         records = []
         offset = 0
         while True:
-            batch = await self._counted_page(offset, 1000)
-            records.extend(batch)
+            batch = await self._page(offset, 1000)
+            records.extend((record, counted) for record, counted in batch if _matches(record, charge))
             if len(batch) < 1000:
-                break
+                return records
             offset += 1000
-        return sum(record.cost_nanos for record in records if _matches(record, charge))
 
-    async def _counted_page(self, offset: int, limit: int) -> list[SpendRecord]:
-        def query() -> list[tuple[str]]:
+    async def _page(self, offset: int, limit: int) -> list[tuple[SpendRecord, bool]]:
+        def query() -> list[tuple[str, int]]:
             return self._file.connection().execute(
-                "SELECT record FROM outbox WHERE counted = 1 ORDER BY created_at LIMIT ? OFFSET ?",
-                (limit, offset),
+                "SELECT record, counted FROM outbox ORDER BY created_at LIMIT ? OFFSET ?", (limit, offset)
             ).fetchall()
 
-        return [record_from_json(row[0]) for row in await self._file.run(query)]
+        return [(record_from_json(row[0]), bool(row[1])) for row in await self._file.run(query)]
+
+    async def reservation(self, request_id: str) -> Reservation | None:
+        def query() -> tuple[str] | None:
+            return self._file.connection().execute(
+                "SELECT reservation FROM outbox WHERE request_id = ?", (request_id,)
+            ).fetchone()
+
+        row = await self._file.run(query)
+        return None if row is None else reservation_from_json(row[0])
 
     async def size(self) -> tuple[int, int]:
         """Return (uncounted, counted) record counts."""
@@ -450,11 +457,12 @@ class PostgresLedger(Ledger):
                         logger.info("postgresql ledger migrated to version %d", version)
 
     async def _call(self, coroutine: Any, timeout_s: float | None = None) -> Any:
-        import asyncpg
-
         try:
             return await asyncio.wait_for(coroutine, timeout_s or self._timeout_s)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+        except Exception as exc:
+            # asyncpg raises several unrelated classes (PostgresError,
+            # InterfaceError, InternalClientError, OSError) when the server
+            # goes away; all of them mean "not written, try again later".
             raise StoreError(f"postgresql ledger failed: {exc!r}") from exc
 
     async def write(self, records: Sequence[SpendRecord]) -> None:

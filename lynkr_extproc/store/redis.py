@@ -189,7 +189,8 @@ class RedisStore(BudgetStore):
         args: list[Any] = ["load"]
         for charge in charges:
             value = await self.ledger.committed_sum(charge, timeout_s=REBUILD_TIMEOUT_S)
-            value += await self.outbox.counted_sum(charge)
+            # Charged records still in the outbox were on the lost counters.
+            value += sum(r.cost_nanos for r, counted in await self.outbox.matching(charge) if counted)
             keys.append(self._keys(charge)[0])
             expire_at = 0
             if charge.resets_at is not None:
@@ -199,6 +200,10 @@ class RedisStore(BudgetStore):
                 expire_at = int(ends + COUNTER_GRACE.total_seconds())
             args += [value, expire_at]
         await self._script_call(keys, args)
+        # Records settled while Redis was down are charged now, before the
+        # admission that found the counters missing goes on; other
+        # replicas charge theirs from their own outboxes.
+        await self._charge_queued(charges)
         logger.info(
             "rebuilt %d redis budget counter(s) from the ledger in %.1f ms",
             len(charges), (time.monotonic() - started) * 1000,
@@ -284,9 +289,20 @@ class RedisStore(BudgetStore):
             try:
                 await self._flush_counted()
                 delay = 0.2
-            except StoreError as exc:
+            except Exception as exc:  # the loop must outlive any failure
                 delay = min(delay * 2, 5.0)
                 logger.warning("ledger write failed, retrying in %.1fs: %s", delay, exc)
+
+    async def _charge_queued(self, charges: Sequence[Charge]) -> None:
+        for charge in charges:
+            for record, counted in await self.outbox.matching(charge):
+                if counted:
+                    continue
+                reservation = await self.outbox.reservation(record.request_id)
+                if reservation is None:
+                    continue
+                await self._settle_counters(reservation, record)
+                await self.outbox.mark_counted(record.request_id)
 
     async def _reconcile_once(self, older_than_s: float) -> int:
         charged = 0
@@ -306,7 +322,7 @@ class RedisStore(BudgetStore):
             try:
                 await self._reconcile_once(older_than_s=2 * self._timeout_s)
                 delay = 1.0
-            except StoreError as exc:
+            except Exception as exc:  # the loop must outlive any failure
                 delay = min(delay * 2, 10.0)
                 logger.warning("redis still unavailable for outbox records, retrying in %.0fs: %s", delay, exc)
 

@@ -80,7 +80,9 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule(
         "top_p when temperature is also set",
         "dropped",
-        "Claude Sonnet 4.5 and later models reject requests that set both.",
+        "Claude Opus 4.1, Sonnet 4.5 and later reject a request that sets "
+        "both, with the error 'temperature and top_p cannot both be specified "
+        "for this model'.",
     ),
     FieldRule(
         "temperature above 1",

@@ -180,25 +180,28 @@ class ResponsesStream:
         return len(self._output)
 
     def _text(self, text: str) -> bytes:
-        out = bytearray()
-        if self._open_text is None:
-            out += self._close_item()
+        out = b"" if self._open_text is not None else self._open_message()
         index = self._output_index()
         identifier = item_id("msg_", self._upstream_id, index)
-        if self._open_text is None:
-            item = message_item(identifier, "", state="in_progress")
-            item["content"] = []
-            out += self._event(
-                "response.output_item.added", {"output_index": index, "item": item}
-            )
-            out += self._event(
-                "response.content_part.added",
-                {**_part_address(identifier, index), "part": text_part("")},
-            )
-            self._open_text = ""
-        self._open_text += text
+        self._open_text = (self._open_text or "") + text
         fields = {**_part_address(identifier, index), "delta": text, "logprobs": []}
-        return bytes(out + self._event("response.output_text.delta", fields))
+        return out + self._event("response.output_text.delta", fields)
+
+    def _open_message(self) -> bytes:
+        out = self._close_item()
+        index = self._output_index()
+        identifier = item_id("msg_", self._upstream_id, index)
+        item = message_item(identifier, "", state="in_progress")
+        item["content"] = []
+        out += self._event(
+            "response.output_item.added", {"output_index": index, "item": item}
+        )
+        out += self._event(
+            "response.content_part.added",
+            {**_part_address(identifier, index), "part": text_part("")},
+        )
+        self._open_text = ""
+        return out
 
     def _tool_fragment(self, fragment: dict[str, Any], position: int) -> bytes:
         call, arguments = self._calls.add(fragment, position)
