@@ -42,6 +42,10 @@ def test_three_processes_never_overspend(backend, tmp_path: Path):
     with upstream:
         document = cases.document(settings, openai_url=upstream.url)
         document["budgets"] = {"team": {"t1": [{"period": "month", "limit_usd": 100 * PER_REQUEST / 10**9}]}}
+        # Generous deadlines: the test measures overspend, and 500 requests
+        # on 2 cores can take a store call past the 1 s default.
+        document["server"]["store_timeout_ms"] = 5000
+        document["envoy"]["message_timeout_ms"] = 10000
         replicas = []
         for index in range(3):
             replica = dict(document, server=dict(document["server"], listen=f"127.0.0.1:{cases.free_port()}"))

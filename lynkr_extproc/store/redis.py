@@ -103,9 +103,9 @@ class RedisStore(BudgetStore):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._flush_counted(), self._timeout_s * 5)
+            await asyncio.wait_for(self._drain_once(), self._timeout_s * 5)
         except (StoreError, asyncio.TimeoutError) as exc:
-            logger.warning("ledger not reached at shutdown, records stay in the outbox: %s", exc)
+            logger.warning("outbox not drained at shutdown; it is replayed at the next start: %s", exc)
         if self._client is not None:
             await self._client.aclose()
         await self.ledger.close()
@@ -267,6 +267,10 @@ class RedisStore(BudgetStore):
             if time.monotonic() > deadline:
                 raise StoreError(f"outbox not drained: {uncounted} uncharged, {counted} undelivered")
             await asyncio.sleep(0.05)
+
+    async def _drain_once(self) -> None:
+        await self._reconcile_once(older_than_s=0)
+        await self._flush_counted()
 
     async def _flush_counted(self) -> int:
         delivered = 0
