@@ -169,7 +169,12 @@ class StreamProcessor:
         )
         self.state = State.RESPONSE_HEADERS
         return responses.request_body(
-            responses.common(set_headers=set_headers, body=new_body, clear_route_cache=True)
+            responses.common(
+                set_headers=set_headers,
+                remove=call.remove_headers,
+                body=new_body,
+                clear_route_cache=True,
+            )
         )
 
     # -- response headers --------------------------------------------------

@@ -164,8 +164,9 @@ class ResponseReader:
             tail = framer.close()
             out.append(self._handle_event(pending, tail))
             if self.rewrite:
-                error = None if meter.finished else "the upstream stream ended before its last event"
-                out.append(self._translator.finish(error=error))
+                # A clean end of body: translators notice a stream cut before
+                # its last event themselves and close it with an error event.
+                out.append(self._translator.finish())
         if not (self.rewrite or self.strip_usage):
             return None
         return b"".join(out)

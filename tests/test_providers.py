@@ -113,3 +113,19 @@ def test_ollama_native_apis_accepted():
     """Ollama accepts its native chat and generate APIs without translation."""
     assert PROVIDERS["ollama"].target_api("ollama_chat") == "ollama_chat"
     assert PROVIDERS["ollama"].target_api("anthropic_messages") == "openai_chat"
+
+
+def test_anthropic_headers_removed_towards_chat_upstream():
+    """anthropic-version and anthropic-beta never reach an OpenAI-style upstream."""
+    upstream = UpstreamTarget(name="u", provider="llamacpp", credential=None)
+    call = PROVIDERS["llamacpp"].build(
+        upstream, "openai_chat", CHAT, model="m", stream=True, client_api="anthropic_messages",
+        client_headers={"anthropic-version": "2023-06-01", "anthropic-beta": "x", "x-app": "cli"},
+    )
+    assert set(call.remove_headers) == {"anthropic-version", "anthropic-beta"}
+
+
+def test_bedrock_moves_betas_out_of_headers():
+    """Bedrock takes betas in the body, so the anthropic-beta header is removed."""
+    call = build("bedrock", "anthropic_messages", MESSAGES)
+    assert "anthropic-beta" in call.remove_headers

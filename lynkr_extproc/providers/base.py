@@ -39,6 +39,8 @@ class UpstreamCall:
     path: str | None = None
     """The new :path, or None to keep the client's path and query."""
     headers: dict[str, str] = field(default_factory=dict)
+    remove_headers: tuple[str, ...] = ()
+    """Client headers of another API that must not reach this upstream."""
     response_framing: str = "sse"
     """"sse", or "eventstream" when the upstream streams AWS event stream frames."""
 
@@ -84,8 +86,19 @@ class Provider:
             body=self.shape_body(api, body, stream=stream, client_headers=client_headers),
             path=path,
             headers=headers,
+            remove_headers=self.foreign_headers(api, client_headers),
             response_framing=self.response_framing(stream),
         )
+
+    def foreign_headers(self, api: str, client_headers: Mapping[str, str]) -> tuple[str, ...]:
+        """Return client headers that belong to another provider's API."""
+        if api == "anthropic_messages" and self.name == "anthropic":
+            prefixes: tuple[str, ...] = ("openai-",)
+        elif api == "anthropic_messages":
+            prefixes = ("openai-", "anthropic-")
+        else:
+            prefixes = ("anthropic-",)
+        return tuple(name for name in client_headers if name.startswith(prefixes))
 
     def auth_headers(self, target: UpstreamTarget) -> dict[str, str]:
         if not target.credential or target.auth != "key":
