@@ -70,6 +70,15 @@ class Tier:
     upstream: Upstream
     model: str
     max_output_estimate: int
+    fallback: tuple[tuple[Upstream, str], ...] = ()
+    """(upstream, model) tried in order when the one before fails."""
+
+    def attempts(self) -> tuple[tuple[Upstream, str], ...]:
+        """Return the primary and every fallback, in the order they are tried."""
+        return ((self.upstream, self.model), *self.fallback)
+
+    def model_for(self, upstream_name: str) -> tuple[Upstream, str] | None:
+        return next((pair for pair in self.attempts() if pair[0].name == upstream_name), None)
 
 
 @dataclass(frozen=True)
@@ -319,20 +328,35 @@ def _parse_tiers(raw: Any, upstreams: Mapping[str, Upstream]) -> dict[str, Tier]
         path = f"tiers.{name}"
         _check_name(str(name), path)
         entry = _mapping(entry, path)
-        _only(entry, path, {"upstream", "model", "max_output_estimate"})
-        upstream_name = _str(entry.get("upstream"), f"{path}.upstream")
-        if upstream_name not in upstreams:
-            raise ConfigError(
-                f"{path}.upstream",
-                f"{upstream_name!r} is not defined under upstreams; defined: {', '.join(upstreams)}",
-            )
+        _only(entry, path, {"upstream", "model", "max_output_estimate", "fallback"})
+        primary = _upstream_ref(entry, path, upstreams)
+        fallback = entry.get("fallback", [])
+        if not isinstance(fallback, list):
+            raise ConfigError(f"{path}.fallback", "expected a list of {upstream: NAME, model: MODEL}")
+        chain = tuple(_upstream_ref(_mapping(item, f"{path}.fallback[{i}]"), f"{path}.fallback[{i}]", upstreams) for i, item in enumerate(fallback))
+        names = [primary[0].name] + [upstream.name for upstream, _ in chain]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{path}.fallback", "each upstream may appear once in a tier's chain")
         tiers[str(name)] = Tier(
             name=str(name),
-            upstream=upstreams[upstream_name],
-            model=_str(entry.get("model"), f"{path}.model"),
+            upstream=primary[0],
+            model=primary[1],
             max_output_estimate=_int(entry.get("max_output_estimate", 4096), f"{path}.max_output_estimate", 1),
+            fallback=chain,
         )
     return tiers
+
+
+def _upstream_ref(entry: Mapping[str, Any], path: str, upstreams: Mapping[str, Upstream]) -> tuple[Upstream, str]:
+    if path.rpartition(".")[2].startswith("fallback"):
+        _only(entry, path, {"upstream", "model"})
+    upstream_name = _str(entry.get("upstream"), f"{path}.upstream")
+    if upstream_name not in upstreams:
+        raise ConfigError(
+            f"{path}.upstream",
+            f"{upstream_name!r} is not defined under upstreams; defined: {', '.join(upstreams)}",
+        )
+    return upstreams[upstream_name], _str(entry.get("model"), f"{path}.model")
 
 
 def _parse_bands(raw: Any, tiers: Mapping[str, Tier]) -> tuple[tuple[int, str], ...]:

@@ -59,3 +59,11 @@ def upstream_call(
         client_headers=client_headers,
     )
     return call, BY_NAME[api], translation
+
+
+def response_translation(upstream: Upstream, client_api: Any) -> tuple[Any, Translation | None]:
+    """Return the API an upstream answers a client's request in, and the translation back."""
+    api = PROVIDERS[upstream.provider].target_api(client_api.name)
+    if api == client_api.name:
+        return client_api, None
+    return BY_NAME[api], translation_for(client_api.name, api)

@@ -18,8 +18,10 @@ import ipaddress
 import json
 from typing import Any
 
-from .config import Config, Upstream
-from .processor import ROUTING_HEADER
+from .config import Config, Tier, Upstream
+from .attempt import ATTEMPT_ATTRIBUTE, ROUTE_ATTRIBUTE
+from .formats import BY_PATH_API_NAMES as CLIENT_APIS
+from .headers import ROUTING_HEADER, tier_route_value
 
 EXT_PROC_CLUSTER = "lynkr_extproc"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -45,7 +47,8 @@ def bootstrap(config: Config) -> dict[str, Any]:
         "static_resources": {
             "listeners": [_listener(config)],
             "clusters": [_ext_proc_cluster(config)]
-            + [_upstream_cluster(config, upstream) for upstream in config.upstreams.values()],
+            + [_upstream_cluster(config, upstream) for upstream in config.upstreams.values()]
+            + [_tier_cluster(config, tier) for tier in config.tiers.values() if tier.fallback],
         },
     }
 
@@ -86,7 +89,8 @@ def _listener(config: Config) -> dict[str, Any]:
 
 
 def _routes(config: Config) -> dict[str, Any]:
-    routes = [_upstream_route(config, upstream) for upstream in config.upstreams.values()]
+    routes = [route for tier in config.tiers.values() if tier.fallback for route in _tier_routes(config, tier)]
+    routes += [_upstream_route(config, upstream) for upstream in config.upstreams.values()]
     routes.append({
         "match": {"prefix": "/"},
         "direct_response": {"status": 404, "body": {"inline_string": _NO_UPSTREAM_BODY}},
@@ -112,6 +116,132 @@ def _upstream_route(config: Config, upstream: Upstream) -> dict[str, Any]:
         },
         "route": action,
         "request_headers_to_remove": [ROUTING_HEADER],
+    }
+
+
+def _tier_routes(config: Config, tier: Tier) -> list[dict[str, Any]]:
+    """Routes to a tier's chain, one per client API.
+
+    Envoy retries connect failures, resets, 5xx and 429 answers; the
+    `previous_priorities` retry priority excludes the priorities already
+    tried, so attempt N goes to fallback N. The route's metadata names the
+    tier and the client's API for the per-attempt processor.
+    """
+    return [
+        {
+            "match": {
+                "prefix": "/",
+                "headers": [{
+                    "name": ROUTING_HEADER,
+                    "string_match": {"exact": tier_route_value(tier.name, api)},
+                }],
+            },
+            "metadata": {"filter_metadata": {"lynkr": {"tier": tier.name, "client_api": api}}},
+            "route": {
+                "cluster": f"tier_{tier.name}",
+                "timeout": f"{config.envoy.route_timeout_s}s",
+                "auto_host_rewrite": True,
+                "retry_policy": {
+                    "retry_on": "connect-failure,refused-stream,reset,5xx,retriable-status-codes",
+                    "retriable_status_codes": [429],
+                    "num_retries": len(tier.fallback),
+                    "retry_priority": {
+                        "name": "envoy.retry_priorities.previous_priorities",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.retry.priority."
+                            "previous_priorities.v3.PreviousPrioritiesConfig",
+                            "update_frequency": 1,
+                        },
+                    },
+                    "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+                },
+            },
+            "request_headers_to_remove": [ROUTING_HEADER],
+        }
+        for api in CLIENT_APIS
+    ]
+
+
+def _tier_cluster(config: Config, tier: Tier) -> dict[str, Any]:
+    """One cluster per tier with a fallback chain: priority N is attempt N.
+
+    Each endpoint carries its upstream's name in metadata, which the
+    per-attempt ext_proc filter reads to translate and authenticate the
+    request for that provider; TLS settings are matched per endpoint.
+    """
+    endpoints = []
+    sockets = []
+    for priority, (upstream, _) in enumerate(tier.attempts()):
+        endpoints.append({
+            "priority": priority,
+            "lb_endpoints": [{
+                "endpoint": {
+                    "address": _socket(upstream.host, upstream.port),
+                    "hostname": _authority(upstream),
+                },
+                "metadata": {"filter_metadata": {
+                    "lynkr": {"upstream": upstream.name},
+                    "envoy.transport_socket_match": {"lynkr_upstream": upstream.name},
+                }},
+            }],
+        })
+        if upstream.scheme == "https":
+            sockets.append({
+                "name": upstream.name,
+                "match": {"lynkr_upstream": upstream.name},
+                "transport_socket": _tls_socket(upstream),
+            })
+    name = f"tier_{tier.name}"
+    return {
+        "name": name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "5s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "per_connection_buffer_limit_bytes": config.envoy.buffer_limit_bytes,
+        "transport_socket_matches": sockets,
+        "load_assignment": {"cluster_name": name, "endpoints": endpoints},
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [_attempt_ext_proc(config), {
+                    "name": "envoy.filters.http.upstream_codec",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec",
+                    },
+                }],
+            }
+        },
+    }
+
+
+def _attempt_ext_proc(config: Config) -> dict[str, Any]:
+    """The ext_proc filter that prepares each attempt for its own upstream."""
+    settings = config.envoy
+    return {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": EXT_PROC_CLUSTER,
+                    "max_receive_message_length": 2 * settings.buffer_limit_bytes,
+                },
+            },
+            "failure_mode_allow": False,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "response_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "request_attributes": [ATTEMPT_ATTRIBUTE, ROUTE_ATTRIBUTE],
+            "message_timeout": f"{settings.message_timeout_ms / 1000}s",
+            "mutation_rules": {"allow_all_routing": True},
+            "status_on_error": {"code": "ServiceUnavailable"},
+        },
     }
 
 
@@ -220,17 +350,21 @@ def _upstream_cluster(config: Config, upstream: Upstream) -> dict[str, Any]:
         "load_assignment": _endpoints(upstream.cluster, upstream.host, upstream.port),
     }
     if upstream.scheme == "https":
-        cluster["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": upstream.host,
-                "common_tls_context": {
-                    "validation_context": {"trusted_ca": {"filename": CA_BUNDLE}},
-                },
-            },
-        }
+        cluster["transport_socket"] = _tls_socket(upstream)
     return cluster
+
+
+def _tls_socket(upstream: Upstream) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": upstream.host,
+            "common_tls_context": {
+                "validation_context": {"trusted_ca": {"filename": CA_BUNDLE}},
+            },
+        },
+    }
 
 
 def _discovery(host: str) -> str:

@@ -3,6 +3,7 @@
     LynkrError
     ├── ConfigError            invalid configuration; never reaches a client
     ├── StoreError             the budget store failed or timed out
+    ├── ProtocolError          an ext_proc message out of order; closes the stream
     └── ClientError            a request is refused; carries the HTTP status
         ├── AuthenticationError    401: missing or unknown virtual key
         ├── PermissionDeniedError  403: tenant headers or tier not allowed
@@ -37,6 +38,10 @@ class ConfigError(LynkrError):
 
 class StoreError(LynkrError):
     """The budget store failed; the caller applies the failure policy."""
+
+
+class ProtocolError(LynkrError):
+    """Envoy sent a message that the stream's state does not expect."""
 
 
 class ClientError(LynkrError):

@@ -197,6 +197,17 @@ class Gateway:
         except StoreError as exc:
             logger.warning("session pin failed: %s", exc)
 
+    def served_route(self, route: Route, upstream_name: str) -> Route:
+        """Return the route of the chain member that served, priced at its model."""
+        tier = self.config.tiers.get(route.tier)
+        pair = tier.model_for(upstream_name) if tier is not None else None
+        if pair is None or pair[0].name == route.upstream.name:
+            return route
+        upstream, model = pair
+        price, unpriced = self._price(model)
+        reason = f"{route.reason},fallback:{upstream.name}"
+        return Route(route.tier, upstream, model, price, unpriced, reason, route.max_output_estimate)
+
     def pass_through_tier(self, path: str) -> Tier:
         """Return the tier that serves a non-LLM path such as /v1/models."""
         api = "anthropic_messages" if path.startswith("/v1/messages") else "openai_chat"
@@ -382,8 +393,10 @@ class Gateway:
         started: datetime,
         flags: set[str],
         provider_cost_nanos: int | None = None,
+        route: Route | None = None,
     ) -> SpendRecord:
-        route = admission.route
+        """Build the spend record; `route` is the one that served, if not the admitted one."""
+        route = route or admission.route
         flags = set(flags)
         if route.unpriced:
             flags.add("unpriced")

@@ -25,22 +25,18 @@ from typing import Any, Awaitable, Callable
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 
 from . import dispatch, responses
-from .errors import ClientError, InvalidRequestError, RequestTooLargeError, StoreError
+from .errors import ClientError, ProtocolError, InvalidRequestError, RequestTooLargeError, StoreError
 from .formats import format_for_path
 from .gateway import Admission, Gateway, Tenant
 from .money import format_usd, nanos_to_usd
 from .pricing import Usage
 from .providers import PROVIDERS
+from .headers import ROUTING_HEADER, SERVED_BY_HEADER, tier_route_value
 from .response_reader import ResponseReader
 
 logger = logging.getLogger(__name__)
 
-ROUTING_HEADER = "x-lynkr-upstream"
 CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
-
-
-class ProtocolError(Exception):
-    """Envoy sent a message that the current state does not expect."""
 
 
 class State(enum.Enum):
@@ -65,6 +61,9 @@ class StreamProcessor:
         self._admission: Admission | None = None
         self._reader: ResponseReader | None = None
         self._settled = False
+        self._fallback = False
+        self._served: Any = None
+        """The route that actually served: a fallback's, when the primary failed."""
 
     async def handle(self, request: ext_proc.ProcessingRequest) -> ext_proc.ProcessingResponse:
         """Process one message from Envoy and return the reply."""
@@ -77,7 +76,7 @@ class StreamProcessor:
     # -- request headers ---------------------------------------------------
 
     async def _on_request_headers(self, message: ext_proc.HttpHeaders) -> ext_proc.ProcessingResponse:
-        headers = _header_map(message.headers)
+        headers = responses.header_map(message.headers)
         self._headers = headers
         self.request_id = headers.get("x-request-id") or uuid.uuid4().hex
         removed = _client_routing_headers(headers)
@@ -144,11 +143,24 @@ class StreamProcessor:
         chosen = await self.gateway.route(tenant, api.name, facts, self._headers)
         admission = await self.gateway.admit_with_downgrade(tenant, chosen, facts, api.name)
         self._admission = admission
-        route = admission.route
-        config = self.gateway.config
+        self._served = admission.route
+        self.state = State.RESPONSE_HEADERS
+        tier = self.gateway.config.tiers.get(admission.route.tier)
+        if tier is not None and tier.fallback:
+            return self._to_fallback_chain(tier.name, api.name)
+        return self._to_upstream(api, body, facts, admission.route)
+
+    def _to_fallback_chain(self, tier: str, api: str) -> ext_proc.ProcessingResponse:
+        """Route to the tier's chain; each attempt is prepared by its own ext_proc stream."""
+        self._fallback = True
+        return responses.request_body(
+            responses.common(set_headers={ROUTING_HEADER: tier_route_value(tier, api)}, clear_route_cache=True)
+        )
+
+    def _to_upstream(self, api: Any, body: dict[str, Any], facts: Any, route: Any) -> ext_proc.ProcessingResponse:
         call, upstream_api, translation = dispatch.upstream_call(
             route.upstream, route.model, api, body, facts, self._headers,
-            include_usage=config.inject_stream_usage,
+            include_usage=self.gateway.config.inject_stream_usage,
         )
         set_headers = {ROUTING_HEADER: route.upstream.name, **call.headers}
         if call.path is not None:
@@ -157,17 +169,7 @@ class StreamProcessor:
         if call.body != body:
             new_body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
             set_headers["content-length"] = str(len(new_body))
-        strip_usage = (
-            facts.stream
-            and config.inject_stream_usage
-            and not config.forward_usage_chunk
-            and not facts.client_wants_usage
-            and api.name == "openai_chat"
-        )
-        self._reader = ResponseReader(
-            upstream_api, api, translation, strip_usage=strip_usage, request_id=self.request_id
-        )
-        self.state = State.RESPONSE_HEADERS
+        self._reader = self._new_reader(api, upstream_api, translation)
         return responses.request_body(
             responses.common(
                 set_headers=set_headers,
@@ -177,13 +179,35 @@ class StreamProcessor:
             )
         )
 
+    def _new_reader(self, api: Any, upstream_api: Any, translation: Any) -> ResponseReader:
+        config = self.gateway.config
+        facts = self._facts
+        strip_usage = (
+            facts.stream
+            and config.inject_stream_usage
+            and not config.forward_usage_chunk
+            and not facts.client_wants_usage
+            and api.name == "openai_chat"
+        )
+        return ResponseReader(upstream_api, api, translation, strip_usage=strip_usage, request_id=self.request_id)
+
     # -- response headers --------------------------------------------------
 
     async def _on_response_headers(self, message: ext_proc.HttpHeaders) -> ext_proc.ProcessingResponse:
-        admission, reader = self._admission, self._reader
-        assert admission is not None and reader is not None
-        changed, removed = reader.on_headers(_header_map(message.headers))
-        route = admission.route
+        admission = self._admission
+        assert admission is not None
+        headers = responses.header_map(message.headers)
+        removed_internal: list[str] = []
+        if self._fallback:
+            served_by = headers.get(SERVED_BY_HEADER, admission.route.upstream.name)
+            self._served = self.gateway.served_route(admission.route, served_by)
+            upstream_api, translation = dispatch.response_translation(self._served.upstream, self._api)
+            self._reader = self._new_reader(self._api, upstream_api, translation)
+            removed_internal.append(SERVED_BY_HEADER)
+        reader = self._reader
+        assert reader is not None
+        changed, removed = reader.on_headers(headers)
+        route = self._served
         added = {
             **changed,
             "x-lynkr-tier": route.tier,
@@ -192,7 +216,7 @@ class StreamProcessor:
         }
         if admission.reservation.remaining_nanos is not None:
             added["x-lynkr-budget-remaining-usd"] = format_usd(admission.reservation.remaining_nanos, 6)
-        reply = responses.common(set_headers=added, remove=removed)
+        reply = responses.common(set_headers=added, remove=[*removed, *removed_internal])
         if message.end_of_stream:
             await self._settle(outcome_hint="completed")
             self.state = State.DONE
@@ -247,6 +271,7 @@ class StreamProcessor:
         assert admission is not None and tenant is not None
         usage, source, outcome, flags = self._final_usage(outcome_hint)
         record = self.gateway.record(
+            route=self._served,
             provider_cost_nanos=self._reader.provider_cost() if self._reader else None,
             request_id=self.request_id,
             tenant=tenant,
@@ -329,15 +354,6 @@ _HANDLERS: dict[tuple[State, str], Callable[[StreamProcessor, Any], Awaitable[ex
     (State.RESPONSE_BODY, "response_body"): StreamProcessor._on_response_body,
     (State.RESPONSE_BODY, "response_trailers"): StreamProcessor._on_trailers,
 }
-
-
-def _header_map(headers: Any) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for header in headers.headers:
-        value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
-        key = header.key.lower()
-        result[key] = f"{result[key]},{value}" if key in result else value
-    return result
 
 
 def _client_routing_headers(headers: dict[str, str]) -> list[str]:

@@ -6,7 +6,7 @@ Header values are written to `raw_value`: Envoy 1.40 ignores `value`.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -18,6 +18,16 @@ from .errors import ClientError
 ProcessingMode = processing_mode_pb2.ProcessingMode
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def header_map(headers: Any) -> dict[str, str]:
+    """Return an HttpHeaders map as lower-case names to values, repeats joined by commas."""
+    result: dict[str, str] = {}
+    for header in headers.headers:
+        value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
+        key = header.key.lower()
+        result[key] = f"{result[key]},{value}" if key in result else value
+    return result
 
 
 def header_mutation(

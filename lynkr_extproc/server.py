@@ -15,7 +15,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_gr
 
 from .config import Config
 from .gateway import Gateway
-from .processor import ProtocolError, StreamProcessor
+from .attempt import AttemptProcessor, attempt_error, attempt_upstream
+from .errors import ClientError, ProtocolError
+from .processor import State, StreamProcessor
 from .store import BudgetStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -34,8 +36,14 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         context: grpc.aio.ServicerContext,
     ) -> None:
         processor = StreamProcessor(self.gateway)
+        messages = aiter(request_iterator)
         try:
-            async for request in request_iterator:
+            async for request in messages:
+                if processor.state is State.REQUEST_HEADERS:
+                    upstream = attempt_upstream(request)
+                    if upstream is not None:
+                        await self._attempt(upstream, request, messages, context)
+                        return
                 await context.write(await processor.handle(request))
         except ProtocolError as exc:
             logger.error("request %s: %s; closing the stream", processor.request_id or "-", exc)
@@ -45,6 +53,28 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             task = asyncio.ensure_future(self._finish(processor))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
+
+    async def _attempt(
+        self,
+        upstream: str,
+        first: ext_proc.ProcessingRequest,
+        rest: AsyncIterator[ext_proc.ProcessingRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Serve one attempt of a fallback chain (an upstream filter's stream)."""
+        attempt = AttemptProcessor(self.gateway.config, upstream, first)
+        request = first
+        while True:
+            try:
+                reply = await attempt.handle(request)
+            except ClientError as error:
+                await context.write(attempt_error(error))
+                return
+            await context.write(reply)
+            try:
+                request = await anext(rest)
+            except StopAsyncIteration:
+                return
 
     async def _finish(self, processor: StreamProcessor) -> None:
         try:

@@ -25,6 +25,10 @@ BY_NAME: dict[str, Any] = {
 }
 
 
+BY_PATH_API_NAMES: tuple[str, ...] = tuple(dict.fromkeys(api.name for api in _BY_PATH.values()))
+"""Every API a client can call, in path order."""
+
+
 def format_for_path(path: str) -> Any:
     """Return the format of an LLM API path, ignoring the query, or None."""
     return _BY_PATH.get(path.partition("?")[0].rstrip("/"))
