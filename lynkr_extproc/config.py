@@ -337,6 +337,12 @@ def _parse_tiers(raw: Any, upstreams: Mapping[str, Upstream]) -> dict[str, Tier]
         names = [primary[0].name] + [upstream.name for upstream, _ in chain]
         if len(set(names)) != len(names):
             raise ConfigError(f"{path}.fallback", "each upstream may appear once in a tier's chain")
+        if chain and any(upstream.auth == "sigv4" for upstream, _ in (primary, *chain)):
+            raise ConfigError(
+                f"{path}.fallback",
+                "an upstream signed with sigv4 cannot be part of a fallback chain; "
+                "use a Bedrock API key (api_key_env) for it instead",
+            )
         tiers[str(name)] = Tier(
             name=str(name),
             upstream=primary[0],

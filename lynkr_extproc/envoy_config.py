@@ -204,12 +204,7 @@ def _tier_cluster(config: Config, tier: Tier) -> dict[str, Any]:
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": [_attempt_ext_proc(config), {
-                    "name": "envoy.filters.http.upstream_codec",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec",
-                    },
-                }],
+                "http_filters": [_attempt_ext_proc(config), _UPSTREAM_CODEC],
             }
         },
     }
@@ -351,7 +346,41 @@ def _upstream_cluster(config: Config, upstream: Upstream) -> dict[str, Any]:
     }
     if upstream.scheme == "https":
         cluster["transport_socket"] = _tls_socket(upstream)
+    if upstream.auth == "sigv4":
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [_sigv4_filter(upstream), _UPSTREAM_CODEC],
+            }
+        }
     return cluster
+
+
+_UPSTREAM_CODEC = {
+    "name": "envoy.filters.http.upstream_codec",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec",
+    },
+}
+
+
+def _sigv4_filter(upstream: Upstream) -> dict[str, Any]:
+    """Sign each request to Bedrock with SigV4, after lynkr set its final path and body.
+
+    Envoy takes the AWS credentials from its environment (variables,
+    profile, instance or pod role), so the service never sees them. The
+    payload is signed, so the filter buffers each request body.
+    """
+    return {
+        "name": "envoy.filters.http.aws_request_signing",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+            "service_name": "bedrock",
+            "region": upstream.region,
+            "use_unsigned_payload": False,
+        },
+    }
 
 
 def _tls_socket(upstream: Upstream) -> dict[str, Any]:

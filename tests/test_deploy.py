@@ -65,3 +65,29 @@ def test_compose_services_match_the_store_urls():
     assert config.store_url.startswith("redis://redis:")
     assert config.ledger_url.startswith("postgresql://lynkr:lynkr@postgres:")
     assert {"redis", "postgres", "envoy", "llama"} <= set(compose["services"])
+
+
+def test_bedrock_sigv4_bootstrap_validates(tmp_path):
+    """A Bedrock upstream with sigv4 gets Envoy's signing filter, and Envoy accepts it."""
+    from lynkr_extproc.config import parse_config
+
+    document = yaml.safe_load((ROOT / "lynkr.yaml").read_text())
+    document["upstreams"]["bedrock"] = {
+        "provider": "bedrock",
+        "url": "https://bedrock-runtime.us-east-1.amazonaws.com",
+        "auth": "sigv4",
+        "region": "us-east-1",
+    }
+    document["tiers"]["COMPLEX"] = {"upstream": "bedrock", "model": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
+    document["tiers"]["MEDIUM"]["fallback"] = [{"upstream": "local", "model": "gemma-3-270m"}]
+    bootstrap = envoy_config.bootstrap(parse_config(document, base_dir=ROOT))
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    options = clusters["upstream_bedrock"]["typed_extension_protocol_options"]
+    filters = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+    assert filters[0]["name"] == "envoy.filters.http.aws_request_signing"
+    assert filters[0]["typed_config"]["region"] == "us-east-1"
+    assert "tier_MEDIUM" in clusters
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    result = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
