@@ -92,6 +92,11 @@ class StreamProcessor:
             return self._pass_through(removed)
         if message.end_of_stream:
             return self._reject(InvalidRequestError("the request has no body"), style)
+        declared = headers.get("content-length", "")
+        limit = self.gateway.config.max_request_bytes
+        if declared.isdigit() and int(declared) > limit:
+            # Rejected before Envoy sends the body over gRPC at all.
+            return self._reject(RequestTooLargeError(f"request body is larger than {limit} bytes"), style)
         self._api = api
         self.state = State.REQUEST_BODY
         return responses.request_headers(
