@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy_config, server
+from . import envoy_config, logs, server
 from .config import Config, load_config
 from .errors import ConfigError
 from .money import nanos_to_usd
@@ -29,10 +29,7 @@ logger = logging.getLogger("lynkr_extproc")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(args.log_level, "text")
     if args.command == "new-key":
         return _new_key(args)
     try:
@@ -40,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lynkr-extproc: {exc}", file=sys.stderr)
         return 2
+    logs.configure(args.log_level, config.log_format)
     if args.command == "envoy-config":
         return _write_envoy_config(config, args.output)
     if args.command == "spend":

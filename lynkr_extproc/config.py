@@ -139,6 +139,9 @@ class EnvoySettings:
 @dataclass(frozen=True)
 class Config:
     listen: str
+    metrics_listen: str | None
+    """host:port of the Prometheus /metrics endpoint; None turns it off."""
+    log_format: str
     store_url: str
     ledger_url: str
     """Spend ledger of the Redis store: sqlite:///path or postgresql://..."""
@@ -195,7 +198,7 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
     server = _mapping(root.get("server", {}), "server")
     _only(server, "server", {
         "listen", "store", "ledger", "outbox", "store_timeout_ms", "store_failure",
-        "timezone", "max_request_bytes", "anonymous",
+        "timezone", "max_request_bytes", "anonymous", "metrics_listen", "log_format",
     })
     upstreams = _parse_upstreams(root.get("upstreams"))
     tiers = _parse_tiers(root.get("tiers"), upstreams)
@@ -218,6 +221,12 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
         raise ConfigError("routing.default_tier", f"{default_tier!r} is not a tier; tiers: {', '.join(tiers)}")
     return Config(
         listen=_address(server.get("listen", "127.0.0.1:50051"), "server.listen"),
+        metrics_listen=(
+            _address(server["metrics_listen"], "server.metrics_listen")
+            if server.get("metrics_listen") is not None
+            else None
+        ),
+        log_format=_choice(server.get("log_format", "text"), "server.log_format", ("text", "json")),
         store_url=_store_url(server.get("store", "sqlite:///lynkr.db"), base_dir),
         ledger_url=_store_url(
             server.get("ledger", "sqlite:///lynkr-ledger.db"), base_dir, "server.ledger",

@@ -29,6 +29,7 @@ from .errors import (
     UpstreamUnavailableError,
 )
 from .formats.base import RequestFacts
+from .metrics import Metrics
 from .money import display_usd
 from .periods import period_range
 from .pricing import Price, Usage
@@ -75,10 +76,12 @@ class Gateway:
         store: BudgetStore,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._tier_rank = {name: rank for rank, name in enumerate(config.tiers)}
         self.fail_open_admissions = 0
         """Requests admitted without a hold because the store failed."""
@@ -316,12 +319,14 @@ class Gateway:
         input_tokens, output_tokens = self.estimate(route, facts)
         estimate = route.price.estimate_nanos(input_tokens, output_tokens)
         try:
-            result = await self.store.reserve(
-                hold_id, charges, estimate, ttl_s=self.config.budgets.hold_ttl_s
-            )
+            with self.metrics.store_call("reserve"):
+                result = await self.store.reserve(
+                    hold_id, charges, estimate, ttl_s=self.config.budgets.hold_ttl_s
+                )
         except StoreError as exc:
             return self._store_failed(exc, route, charges, hold_id, input_tokens)
         if isinstance(result, Rejection):
+            self.metrics.rejections.labels(result.charge.level, result.charge.window).inc()
             raise self._exceeded(result)
         return Admission(route, result, input_tokens)
 
@@ -334,6 +339,7 @@ class Gateway:
                 "the budget store is unavailable, so spend cannot be checked; retry shortly"
             ) from exc
         self.fail_open_admissions += 1
+        self.metrics.fail_open.inc()
         now = time.monotonic()
         if now - self._fail_open_logged_at >= FAIL_OPEN_LOG_INTERVAL_S:
             logger.warning(

@@ -89,7 +89,14 @@ class Metrics:
             self.store_seconds.labels(operation).observe(time.perf_counter() - started)
 
     def serve(self, address: str) -> None:
-        """Serve /metrics over HTTP on host:port."""
+        """Serve /metrics over HTTP on host:port, until `close`."""
         host, _, port = address.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        self._http, _ = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
         logger.info("metrics served on http://%s/metrics", address)
+
+    def close(self) -> None:
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+            self._http = None

@@ -71,7 +71,8 @@ class StreamProcessor:
         handler = _HANDLERS.get((self.state, kind))
         if handler is None:
             raise ProtocolError(f"invalid input {kind} in state {self.state.value}")
-        return await handler(self, getattr(request, kind))
+        with self.gateway.metrics.phase(kind):
+            return await handler(self, getattr(request, kind))
 
     # -- request headers ---------------------------------------------------
 
@@ -150,6 +151,8 @@ class StreamProcessor:
         self._admission = admission
         self._served = admission.route
         self.state = State.RESPONSE_HEADERS
+        self.gateway.metrics.requests.labels("admitted", admission.route.tier).inc()
+        self.gateway.metrics.holds.inc()
         tier = self.gateway.config.tiers.get(admission.route.tier)
         if tier is not None and tier.fallback:
             return self._to_fallback_chain(tier.name, api.name)
@@ -252,6 +255,7 @@ class StreamProcessor:
     def _reject(self, error: ClientError, style: str) -> ext_proc.ProcessingResponse:
         self.state = State.DONE
         tenant = self._tenant
+        self.gateway.metrics.requests.labels(_DECISIONS.get(error.status, "error"), "-").inc()
         logger.info(
             "request %s rejected status=%d type=%s key=%s team=%s reason=%r",
             self.request_id or "-",
@@ -288,15 +292,20 @@ class StreamProcessor:
             started=self.started,
             flags=flags,
         )
+        metrics = self.gateway.metrics
+        metrics.holds.dec()
         try:
             # Shielded: a stream cancelled while its record is being written
             # must not cancel the write.
-            written = await asyncio.shield(self.gateway.store.settle(admission.reservation, record))
+            with metrics.store_call("settle"):
+                written = await asyncio.shield(self.gateway.store.settle(admission.reservation, record))
         except StoreError as exc:
             # NOTE: without the durable outbox of the Redis/PostgreSQL
             # backends, a record that fails here is lost; the hold expires.
             logger.error("request %s: spend record failed: %s", self.request_id, exc)
             return
+        if written:
+            _count_spend(metrics, record, admission)
         log = logger.info if written else logger.warning
         log(
             "request %s %s key=%s team=%s customer=%s org=%s tier=%s model=%s "
@@ -349,6 +358,19 @@ class StreamProcessor:
             assert self._admission is not None
             usage = Usage(input_tokens=self._admission.input_estimate, output_tokens=estimated_output)
         return usage, "estimated", "partial" if cut else "completed", flags
+
+
+_DECISIONS = {401: "unauthenticated", 403: "forbidden", 429: "rejected_budget", 503: "unavailable"}
+
+
+def _count_spend(metrics: Any, record: Any, admission: Admission) -> None:
+    usd = record.cost_nanos / 1e9  # Prometheus counters are floats; the ledger stays exact
+    for level in sorted({charge.level for charge in admission.reservation.charges}):
+        metrics.spend.labels(level, record.tier).inc(usd)
+    metrics.usage_source.labels(record.usage_source, record.outcome).inc()
+    usage = record.usage
+    for kind, tokens in (("input", usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens), ("output", usage.output_tokens)):
+        metrics.token_usage.labels(kind, record.model, record.provider).observe(tokens)
 
 
 _HANDLERS: dict[tuple[State, str], Callable[[StreamProcessor, Any], Awaitable[ext_proc.ProcessingResponse]]] = {

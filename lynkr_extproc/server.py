@@ -15,6 +15,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_gr
 
 from .config import Config
 from .gateway import Gateway
+from .metrics import Metrics
 from .attempt import AttemptProcessor, attempt_error, attempt_upstream
 from .errors import ClientError, ProtocolError
 from .processor import State, StreamProcessor
@@ -115,6 +116,7 @@ class Service:
         await self.server.stop(grace_s)
         await self.servicer.drain()
         await self.store.close()
+        self.servicer.gateway.metrics.close()
 
 
 async def start(
@@ -130,7 +132,13 @@ async def start(
         ledger_url=config.ledger_url,
         outbox_url=config.outbox_url,
     )
-    gateway = Gateway(config, store) if clock is None else Gateway(config, store, clock=clock)
+    metrics = Metrics()
+    if clock is None:
+        gateway = Gateway(config, store, metrics=metrics)
+    else:
+        gateway = Gateway(config, store, clock=clock, metrics=metrics)
+    if config.metrics_listen:
+        metrics.serve(config.metrics_listen)
     servicer = ExternalProcessor(gateway)
     server = grpc.aio.server(
         options=[
