@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy_config, logs, server
+from . import envoy_config, logs, reload, server
 from .config import Config, load_config
 from .errors import ConfigError
 from .money import nanos_to_usd
@@ -116,10 +116,19 @@ def _print_spend(config: Config, last: int) -> int:
 
 async def _serve(config: Config, grace_s: float) -> int:
     service = await server.start(config)
+    watcher = _watch_config(service, config)
     await _wait_for_signal()
+    if watcher is not None:
+        watcher.cancel()
     logger.info("shutting down, giving in-flight streams %.0fs", grace_s)
     await service.stop(grace_s)
     return 0
+
+
+def _watch_config(service: server.Service, config: Config) -> asyncio.Task[None] | None:
+    if config.source is None:
+        return None
+    return asyncio.ensure_future(reload.watch(service.servicer.gateway, config.source))
 
 
 async def _wait_for_signal() -> None:
@@ -153,6 +162,7 @@ async def _up(config: Config, args: argparse.Namespace) -> int:
         bootstrap = Path(work) / "envoy.yaml"
         bootstrap.write_text(yaml.safe_dump(envoy_config.bootstrap(config), sort_keys=False))
         service = await server.start(config)
+        _watch_config(service, config)
         return await _run_envoy(config, args, service, [
             envoy_binary, "-c", str(bootstrap), "--log-level", args.envoy_log_level,
             "--base-id", str(os.getpid() % 60000),

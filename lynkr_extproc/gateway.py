@@ -82,10 +82,15 @@ class Gateway:
         self.store = store
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self._tier_rank = {name: rank for rank, name in enumerate(config.tiers)}
+        self.apply(config)
         self.fail_open_admissions = 0
         """Requests admitted without a hold because the store failed."""
         self._fail_open_logged_at = -FAIL_OPEN_LOG_INTERVAL_S
+
+    def apply(self, config: Config) -> None:
+        """Use `config` for the next requests (a reload)."""
+        self.config = config
+        self._tier_rank = {name: rank for rank, name in enumerate(config.tiers)}
 
     # -- tenants -----------------------------------------------------------
 
