@@ -53,6 +53,17 @@ def bootstrap(config: Config) -> dict[str, Any]:
     }
 
 
+CIRCUIT_BREAKERS = {
+    "thresholds": [{
+        "max_connections": 100_000,
+        "max_pending_requests": 100_000,
+        "max_requests": 100_000,
+        "max_retries": 10_000,
+    }]
+}
+"""Raised from Envoy's default of 1,024, which caps concurrent agent streams."""
+
+
 def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
@@ -196,6 +207,7 @@ def _tier_cluster(config: Config, tier: Tier) -> dict[str, Any]:
         "name": name,
         "type": "STRICT_DNS",
         "connect_timeout": "5s",
+        "circuit_breakers": CIRCUIT_BREAKERS,
         "dns_lookup_family": "V4_PREFERRED",
         "per_connection_buffer_limit_bytes": config.envoy.buffer_limit_bytes,
         "transport_socket_matches": sockets,
@@ -317,6 +329,7 @@ def _ext_proc_cluster(config: Config) -> dict[str, Any]:
         "name": EXT_PROC_CLUSTER,
         "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "1s",
+        "circuit_breakers": CIRCUIT_BREAKERS,
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -340,6 +353,7 @@ def _upstream_cluster(config: Config, upstream: Upstream) -> dict[str, Any]:
         "name": upstream.cluster,
         "type": _discovery(upstream.host),
         "connect_timeout": "5s",
+        "circuit_breakers": CIRCUIT_BREAKERS,
         "dns_lookup_family": "V4_PREFERRED",
         "per_connection_buffer_limit_bytes": config.envoy.buffer_limit_bytes,
         "load_assignment": _endpoints(upstream.cluster, upstream.host, upstream.port),

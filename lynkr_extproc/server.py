@@ -30,6 +30,7 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._finishing: set[asyncio.Task[None]] = set()
+        self.active_streams = 0
 
     async def Process(
         self,
@@ -38,6 +39,7 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
     ) -> None:
         processor = StreamProcessor(self.gateway)
         messages = aiter(request_iterator)
+        self.active_streams += 1
         try:
             async for request in messages:
                 if processor.state is State.REQUEST_HEADERS:
@@ -50,6 +52,7 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             logger.error("request %s: %s; closing the stream", processor.request_id or "-", exc)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         finally:
+            self.active_streams -= 1
             # A separate task, so that a cancelled stream still records spend.
             task = asyncio.ensure_future(self._finish(processor))
             self._finishing.add(task)
@@ -83,8 +86,11 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         except Exception:
             logger.exception("request %s: recording spend failed", processor.request_id)
 
-    async def drain(self) -> None:
-        """Wait for spend records of ended streams to be written."""
+    async def drain(self, *, streams_timeout_s: float = 10.0) -> None:
+        """Wait until open streams end (at most streams_timeout_s) and their spend is written."""
+        deadline = asyncio.get_running_loop().time() + streams_timeout_s
+        while self.active_streams and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         while self._finishing:
             await asyncio.gather(*list(self._finishing), return_exceptions=True)
 
