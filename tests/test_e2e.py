@@ -176,7 +176,7 @@ def test_concurrent_requests_never_overspend(document, upstreams):
         records = stack.records()
         with sqlite3.connect(stack.config.store_url[len("sqlite:///"):]) as db:
             committed = db.execute("SELECT sum(committed) FROM budget_counters").fetchone()[0]
-            holds = db.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+        holds = stack.holds()
     print(f"concurrency: admitted={statuses.count(200)} rejected={statuses.count(429)} committed_nanos={committed} holds={holds}")
     assert statuses.count(200) == 50
     assert statuses.count(429) == 150
@@ -320,8 +320,7 @@ def test_unreachable_upstream_releases_the_hold(document, upstreams, tmp_path):
     with Stack(document) as stack:
         response = stack.post("/v1/chat/completions", chat(), auth())
         records = stack.records()
-        with sqlite3.connect(stack.config.store_url[len("sqlite:///"):]) as db:
-            holds = db.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+        holds = stack.holds()
     assert response.status == 503
     assert len(records) == 1
     assert (records[0]["status"], records[0]["outcome"], records[0]["cost_nanos"]) == (503, "failed", 0)

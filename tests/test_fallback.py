@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -71,8 +70,7 @@ def fixture_usage(name: str) -> dict:
 
 
 def holds(stack: Stack) -> int:
-    with sqlite3.connect(stack.config.store_url[len("sqlite:///"):]) as db:
-        return db.execute("SELECT count(*) FROM budget_holds").fetchone()[0]
+    return stack.holds()
 
 
 def anthropic_events(body: bytes) -> list[str]:

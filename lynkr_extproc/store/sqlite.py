@@ -5,7 +5,7 @@ settle runs in a `BEGIN IMMEDIATE` transaction, which takes SQLite's write
 lock before reading, so two processes cannot both read the same balance
 and both reserve against it. The database runs in WAL mode with
 `synchronous=FULL`: a settled record has been fsync'd when `settle`
-returns. All calls run on one worker thread per process, so the event
+returns. Holds are kept in a second file (PATH-holds) without fsync. All calls run on one worker thread per process, so the event
 loop never blocks on the disk.
 """
 
@@ -76,7 +76,23 @@ MIGRATIONS = (
     );
     """,
     "ALTER TABLE spend_log ADD COLUMN provider_cost_nanos INTEGER",
+    # Holds moved to the attached holds database (see SQLiteStore._open).
+    "DROP TABLE budget_holds",
 )
+
+_HOLDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds.budget_holds (
+    hold_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (hold_id, level, counter, period)
+);
+CREATE INDEX IF NOT EXISTS holds.budget_holds_by_counter ON budget_holds (level, counter, period);
+CREATE INDEX IF NOT EXISTS holds.budget_holds_by_expiry ON budget_holds (expires_at);
+"""
 
 
 class SQLiteStore(BudgetStore):
@@ -98,6 +114,14 @@ class SQLiteStore(BudgetStore):
         )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        # Holds live in a second file without fsync: they expire anyway, and
+        # a reserve that writes only holds then commits without touching the
+        # disk, while counters and the spend log stay fully durable.
+        # BEGIN IMMEDIATE locks both files, so reserves stay serialized.
+        db.execute("ATTACH DATABASE ? AS holds", (self._path + "-holds",))
+        db.execute("PRAGMA holds.journal_mode=WAL")
+        db.execute("PRAGMA holds.synchronous=OFF")
+        db.executescript(_HOLDS_SCHEMA)
         self._db = db
         self._migrate(db)
 

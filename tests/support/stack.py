@@ -84,6 +84,10 @@ class Stack:
         finally:
             connection.close()
 
+    def holds(self) -> int:
+        """Return the unexpired budget holds in the store."""
+        return self.service.run(self.service.store.holds_in_flight())
+
     def records(self) -> list[dict[str, Any]]:
         """Return every spend_log row, oldest first, after pending writes."""
         import sqlite3
