@@ -61,7 +61,6 @@ class StreamProcessor:
         self._admission: Admission | None = None
         self._reader: ResponseReader | None = None
         self._settled = False
-        self._settling: asyncio.Future[None] | None = None
         self._fallback = False
         self._served: Any = None
         """The route that actually served: a fallback's, when the primary failed."""
@@ -227,7 +226,7 @@ class StreamProcessor:
             added["x-lynkr-budget-remaining-usd"] = format_usd(admission.reservation.remaining_nanos, 6)
         reply = responses.common(set_headers=added, remove=[*removed, *removed_internal])
         if message.end_of_stream:
-            self._settle_later()
+            await self._settle(outcome_hint="completed")
             self.state = State.DONE
             return responses.response_headers(reply)
         self.state = State.RESPONSE_BODY
@@ -241,7 +240,9 @@ class StreamProcessor:
         assert reader is not None
         mutation = reader.on_body(message.body, end=message.end_of_stream)
         if message.end_of_stream:
-            self._settle_later()
+            # Recorded before the last chunk is released, so a response the
+            # client received always has its spend on disk.
+            await self._settle(outcome_hint="completed")
             self.state = State.DONE
         return responses.response_body(responses.common(body=mutation))
 
@@ -268,19 +269,9 @@ class StreamProcessor:
         )
         return responses.immediate(error, style)
 
-    def _settle_later(self) -> None:
-        """Record the spend after the reply, so the client does not wait for the store.
-
-        The server awaits it through `finish()` before the stream counts
-        as done, and shutdown drains it.
-        """
-        self._settling = asyncio.ensure_future(self._settle(outcome_hint="completed"))
-
     async def finish(self) -> None:
-        """Record spend if the stream ended before the response did, or wait for it."""
-        if self._settling is not None:
-            await self._settling
-        elif self._admission is not None and not self._settled:
+        """Record spend if the stream ended before the response did."""
+        if self._admission is not None and not self._settled:
             await self._settle(outcome_hint="partial")
 
     async def _settle(self, *, outcome_hint: str) -> None:

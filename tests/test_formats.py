@@ -21,9 +21,12 @@ from lynkr_extproc.pricing import Usage
 from lynkr_extproc.sse import Event, SSEDecoder
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
+# The OpenAI and Anthropic fixtures, read here with the client API formats;
+# tests/test_recorded_providers.py covers the other providers' fixtures.
 FIXTURE_NAMES = sorted(
     path.relative_to(RECORDED).with_suffix("").as_posix()
-    for path in RECORDED.glob("*/*.json")
+    for folder in ("openai", "anthropic")
+    for path in (RECORDED / folder).glob("*.json")
 )
 
 

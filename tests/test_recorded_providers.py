@@ -256,9 +256,6 @@ def test_openrouter_cost_from_stream():
     assert meter.provider_cost == 837_000
 
 
-@pytest.mark.xfail(
-    strict=True, reason="openai_chat ignores prompt_tokens_details.cache_write_tokens"
-)
 def test_openrouter_cache_writes_priced_as_writes():
     """OpenRouter's prompt_tokens_details.cache_write_tokens are charged as cache writes.
 

@@ -1,8 +1,8 @@
 """OpenAI Chat Completions: /v1/chat/completions.
 
 Usage meaning: `prompt_tokens` includes `prompt_tokens_details.
-cached_tokens`, and `completion_tokens` includes `completion_tokens_details.
-reasoning_tokens`. A streamed response carries usage only when the request
+cached_tokens` (and OpenRouter's `cache_write_tokens`), and
+`completion_tokens` includes `completion_tokens_details.reasoning_tokens`. A streamed response carries usage only when the request
 sets `stream_options.include_usage`, in a last chunk whose `choices` is
 empty.
 """
@@ -101,15 +101,19 @@ def usage_from_json(document: Any, flags: set[str]) -> Usage | None:
         flags,
         input_tokens=usage.get("prompt_tokens"),
         cache_read_tokens=prompt_details.get("cached_tokens"),
+        cache_write_tokens=prompt_details.get("cache_write_tokens"),
         output_tokens=usage.get("completion_tokens"),
         reasoning_tokens=completion_details.get("reasoning_tokens"),
     )
     if reading is None:
         return None
+    # Cache reads and (OpenRouter's) cache writes are parts of prompt_tokens.
     cached = min(reading.cache_read_tokens, reading.input_tokens)
+    written = min(reading.cache_write_tokens, reading.input_tokens - cached)
     return Usage(
-        input_tokens=reading.input_tokens - cached,
+        input_tokens=reading.input_tokens - cached - written,
         cache_read_tokens=cached,
+        cache_write_tokens=written,
         output_tokens=reading.output_tokens,
         reasoning_tokens=min(reading.reasoning_tokens, reading.output_tokens),
     )

@@ -1,8 +1,9 @@
 """OpenRouter: OpenAI-compatible, with its own attribution headers.
 
-Set `HTTP-Referer` and `X-Title` under the upstream's `headers`. Requests
-ask for `usage.include`, so responses carry `usage.cost`, the provider's
-own charge, which is recorded beside lynkr's computed cost.
+Set `HTTP-Referer` and `X-Title` under the upstream's `headers`. Responses
+carry `usage.cost`, the provider's own charge, which is recorded beside
+lynkr's computed cost; requests still set `usage.include`, which older
+OpenRouter versions needed and current ones accept.
 """
 
 from typing import Any, Mapping
