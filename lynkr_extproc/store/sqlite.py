@@ -101,6 +101,7 @@ class SQLiteStore(BudgetStore):
         self._timeout_s = timeout_s
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lynkr-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._pending_settles: list[tuple[Reservation, SpendRecord, asyncio.Future[bool]]] = []
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -199,26 +200,30 @@ class SQLiteStore(BudgetStore):
         return await self._run(self._transaction, body)
 
     async def settle(self, reservation: Reservation, record: SpendRecord) -> bool:
-        def body(db: sqlite3.Connection) -> bool:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO spend_log VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _record_row(record),
-            ).rowcount
-            if inserted:
-                db.executemany(
-                    "INSERT INTO budget_counters VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (level, counter, period) "
-                    "DO UPDATE SET committed = committed + excluded.committed",
-                    [
-                        (c.level, c.counter, c.period, record.cost_nanos)
-                        for c in reservation.charges
-                    ],
-                )
-            db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (reservation.hold_id,))
-            return bool(inserted)
+        """Settle in a group commit: settles waiting together share one fsync."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_settles.append((reservation, record, future))
+        if len(self._pending_settles) == 1:
+            asyncio.ensure_future(self._commit_settles())
+        return await future
 
-        return await self._run(self._transaction, body)
+    async def _commit_settles(self) -> None:
+        await asyncio.sleep(0)  # let settles of the same loop turn join the batch
+        batch, self._pending_settles = self._pending_settles, []
+
+        def body(db: sqlite3.Connection) -> list[bool]:
+            return [_settle_one(db, reservation, record) for reservation, record, _ in batch]
+
+        try:
+            results = await self._run(self._transaction, body)
+        except StoreError as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), inserted in zip(batch, results):
+            if not future.done():
+                future.set_result(inserted)
 
     async def release(self, reservation: Reservation) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -279,6 +284,23 @@ class SQLiteStore(BudgetStore):
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+def _settle_one(db: sqlite3.Connection, reservation: Reservation, record: SpendRecord) -> bool:
+    inserted = db.execute(
+        "INSERT OR IGNORE INTO spend_log VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _record_row(record),
+    ).rowcount
+    if inserted:
+        db.executemany(
+            "INSERT INTO budget_counters VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (level, counter, period) "
+            "DO UPDATE SET committed = committed + excluded.committed",
+            [(c.level, c.counter, c.period, record.cost_nanos) for c in reservation.charges],
+        )
+    db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (reservation.hold_id,))
+    return bool(inserted)
 
 
 def _balance(db: sqlite3.Connection, charge: Charge) -> tuple[int, int]:
