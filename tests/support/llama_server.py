@@ -74,12 +74,13 @@ class LlamaServer:
             # llama-cpp-python 0.3.36 falls back to the llama-2 format, and the
             # model then ends its turn at once with empty content. The gemma
             # format gives it its own turn markers. It renders only user and
-            # assistant text: system messages, tool messages and tools are
+            # assistant text, so system messages, tool messages and tools are
             # left out of the prompt.
             "--chat_format", "gemma",
-            # The server's default, logits_all true, keeps an n_ctx x vocabulary
-            # float32 array: 1 MiB per context token with Gemma's 262144-token
-            # vocabulary, and logits for every prompt token.
+            # With the server's default, logits_all true, llama-cpp-python
+            # computes logits for every prompt token and allocates n_ctx x
+            # vocabulary float32 scores. Gemma's vocabulary has 262144 tokens,
+            # so that is 1 MiB per context token.
             "--logits_all", "false",
             *extra_arguments,
         ]  # fmt: skip

@@ -64,6 +64,7 @@ def run_in_loopback_namespace(
             )
     probe = subprocess.run(
         ["unshare", "-n", "sh", "-c", "ip link set lo up"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=30,
