@@ -7,7 +7,7 @@ ext_proc filter in that cluster's upstream filter chain calls this
 processor once per attempt. It reads the tier and the client's API from
 the route's metadata and the upstream Envoy picked from the endpoint's
 metadata, then translates and authenticates the request for that
-provider. The response of the attempt that answers carries
+provider. The response of the attempt that succeeds (or fails last) carries
 `x-lynkr-served-by`, so that the downstream processor meters and
 translates the response of the provider that actually served.
 
