@@ -29,9 +29,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 
 from . import dispatch, responses
 from .config import Config, Tier
-from .errors import ClientError, InvalidRequestError, ProtocolError
+from .errors import ClientError, InvalidRequestError, ProtocolError, RequestTooLargeError
 from .formats import BY_NAME
 from .headers import SERVED_BY_HEADER
+from .processor import encode_json, read_request_safely
 from .providers import API_PATHS, PROVIDERS
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class AttemptProcessor:
             return responses.request_headers(responses.common())
         if kind == "request_body":
             self._body += request.request_body.body
+            if len(self._body) > self.config.max_request_bytes:
+                raise RequestTooLargeError(f"request body is larger than {self.config.max_request_bytes} bytes")
             if not request.request_body.end_of_stream:
                 return responses.request_body(responses.common())
             return self._prepare()
@@ -94,13 +97,20 @@ class AttemptProcessor:
                 f"config does not match lynkr.yaml, regenerate it with envoy-config"
             )
         upstream, model = pair
-        body = json.loads(bytes(self._body))
-        facts = api.read_request(body)
+        try:
+            body = json.loads(bytes(self._body))
+        except ValueError as exc:
+            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidRequestError("request body is nested too deeply to read") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("request body must be a JSON object")
+        facts = read_request_safely(api, body)
         call, _, _ = dispatch.upstream_call(
             upstream, model, api, body, facts, self._headers,
             include_usage=self.config.inject_stream_usage,
         )
-        new_body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
+        new_body = encode_json(call.body)
         set_headers = {
             **call.headers,
             ":path": upstream.base_path + (call.path or API_PATHS[call.api]),

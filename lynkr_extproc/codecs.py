@@ -9,7 +9,7 @@ the original bytes.
 from __future__ import annotations
 
 import zlib
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import brotli
 import zstandard
@@ -46,3 +46,30 @@ def decoder_for(content_encoding: str) -> Decoder | None:
     if encoding == "zstd":
         return zstandard.ZstdDecompressor().decompressobj()
     return None
+
+
+PIECE_BYTES = 1024 * 1024
+
+
+def decompress_pieces(decoder: Decoder, data: bytes, limit: int) -> Iterator[bytes]:
+    """Decompress `data` lazily in pieces of at most 1 MiB, stopping after `limit` bytes.
+
+    zlib stops at each piece's size itself, so memory stays bounded; for
+    brotli and zstd the output of one chunk is produced at once and cut.
+    """
+    if isinstance(decoder, _ZLIB_DECOMPRESS):
+        produced = 0
+        pending = data
+        while pending and produced < limit:
+            piece = decoder.decompress(pending, min(PIECE_BYTES, limit - produced))
+            pending = decoder.unconsumed_tail
+            if not piece:
+                break
+            produced += len(piece)
+            yield piece
+        return
+    output = decoder.decompress(data)
+    yield from (output[i : i + PIECE_BYTES] for i in range(0, min(len(output), limit), PIECE_BYTES))
+
+
+_ZLIB_DECOMPRESS = type(zlib.decompressobj())

@@ -123,7 +123,16 @@ class EventStreamFramer:
             logger.warning("event stream message failed its CRC check; not metered")
             self.bad_messages += 1
             return None
-        headers = _headers(message[_PRELUDE : _PRELUDE + headers_length])
+        if _PRELUDE + headers_length > len(message) - _TRAILER:
+            logger.warning("event stream message has headers past its end; not metered")
+            self.bad_messages += 1
+            return None
+        try:
+            headers = _headers(message[_PRELUDE : _PRELUDE + headers_length])
+        except (IndexError, struct.error):
+            logger.warning("event stream message has malformed headers; not metered")
+            self.bad_messages += 1
+            return None
         payload = message[_PRELUDE + headers_length : -_TRAILER]
         kind = headers.get(":event-type") or headers.get(":exception-type") or "message"
         if headers.get(":message-type") == "exception":

@@ -144,7 +144,7 @@ class StreamProcessor:
 
     async def _admit(self, api: Any, tenant: Tenant) -> ext_proc.ProcessingResponse:
         body = _parse_json_object(bytes(self._body))
-        facts = api.read_request(body)
+        facts = read_request_safely(api, body)
         self._facts = facts
         chosen = await self.gateway.route(tenant, api.name, facts, self._headers)
         admission = await self.gateway.admit_with_downgrade(tenant, chosen, facts, api.name)
@@ -175,7 +175,7 @@ class StreamProcessor:
             set_headers[":path"] = call.path
         new_body = None
         if call.body != body:
-            new_body = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
+            new_body = encode_json(call.body)
             set_headers["content-length"] = str(len(new_body))
         self._reader = self._new_reader(api, upstream_api, translation)
         return responses.request_body(
@@ -280,7 +280,11 @@ class StreamProcessor:
         self._settled = True
         admission, tenant = self._admission, self._tenant
         assert admission is not None and tenant is not None
-        usage, source, outcome, flags = self._final_usage(outcome_hint)
+        try:
+            usage, source, outcome, flags = self._final_usage(outcome_hint)
+        except Exception:  # unreadable usage must not leave the hold behind
+            logger.exception("request %s: usage could not be read; recording none", self.request_id)
+            usage, source, outcome, flags = Usage(), "estimated", "failed", {"usage_unreadable"}
         record = self.gateway.record(
             route=self._served,
             provider_cost_nanos=self._reader.provider_cost() if self._reader else None,
@@ -403,11 +407,36 @@ def _credential_headers(upstream: Any, client_headers: dict[str, str]) -> dict[s
     return headers
 
 
+def read_request_safely(api: Any, body: dict[str, Any]) -> Any:
+    """Read a request's facts; a field of the wrong type is the client's error, a 400."""
+    try:
+        return api.read_request(body)
+    except ClientError:
+        raise
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply to read") from None
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        raise InvalidRequestError(
+            f"request body has a field of the wrong type for {api.name}: {exc}"
+        ) from None
+
+
+def encode_json(document: Any) -> bytes:
+    """Serialize a body as compact UTF-8 JSON; unpaired surrogates are escaped."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
 def _parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply to read") from None
     if not isinstance(document, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return document

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from . import codecs
 from .framing import Framer, framer_for
@@ -25,6 +25,8 @@ from .sse import Event
 logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_JSON_BYTES = 64 * 1024 * 1024
+MAX_DECODED_BYTES = MAX_RESPONSE_JSON_BYTES + 1
+"""Decompressed bytes read per response; more is forwarded but not metered."""
 
 
 class SSEReframer:
@@ -54,7 +56,7 @@ def _sse(kind: str, data: str) -> bytes:
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -89,6 +91,7 @@ class ResponseReader:
         self.meter: Any = None
         self._json = bytearray()
         self._json_overflow = False
+        self._decoded = 0
 
     # -- headers -----------------------------------------------------------
 
@@ -128,30 +131,51 @@ class ResponseReader:
 
     def on_body(self, chunk: bytes, *, end: bool) -> bytes | None:
         """Read one body chunk; return the bytes the client gets instead, if changed."""
-        plain = self._decode(chunk)
         if self.streaming:
-            return self._on_stream(plain, end=end)
-        if plain and not self._json_overflow:
-            if len(self._json) + len(plain) > MAX_RESPONSE_JSON_BYTES:
-                self._json_overflow = True
-                self._json.clear()
-            else:
-                self._json += plain
+            return self._on_stream(b"".join(self._decode(chunk)), end=end)
+        for plain in self._decode(chunk):
+            self._buffer_json(plain)
         if not self.rewrite:
             return None
         if not end:
             return b""
         return self._rewrite_json()
 
-    def _decode(self, chunk: bytes) -> bytes:
+    def _buffer_json(self, plain: bytes) -> None:
+        if not plain or self._json_overflow:
+            return
+        if len(self._json) + len(plain) > MAX_RESPONSE_JSON_BYTES:
+            self._json_overflow = True
+            self._json.clear()
+            logger.warning(
+                "request %s: JSON response above %d bytes is not parsed; usage is estimated",
+                self.request_id, MAX_RESPONSE_JSON_BYTES,
+            )
+            return
+        self._json += plain
+
+    def _decode(self, chunk: bytes) -> Iterator[bytes]:
+        """Yield the chunk decompressed, in pieces of bounded size."""
         if self._decoder is None or not chunk:
-            return b"" if self._decoder is None else chunk
+            if self._decoder is not None:
+                yield chunk
+            return
         try:
-            return self._decoder.decompress(chunk)
+            for piece in codecs.decompress_pieces(self._decoder, chunk, MAX_DECODED_BYTES - self._decoded):
+                self._decoded += len(piece)
+                yield piece
         except Exception as exc:  # any codec error: keep forwarding, estimate usage
             logger.warning("request %s: response body cannot be decoded: %s", self.request_id, exc)
             self._decoder = None
-            return b""
+            return
+        if self._decoded >= MAX_DECODED_BYTES:
+            logger.warning(
+                "request %s: decompressed response above %d bytes; the rest is not metered",
+                self.request_id, MAX_DECODED_BYTES,
+            )
+            self._decoder = None
+            self._json_overflow = True
+            self._json.clear()
 
     def _on_stream(self, chunk: bytes, *, end: bool) -> bytes | None:
         framer, meter = self._framer, self.meter
@@ -174,12 +198,26 @@ class ResponseReader:
     def _handle_event(self, event: Event | None, raw: bytes) -> bytes:
         if event is None:
             return b"" if self.rewrite else raw
-        self.meter.feed(event)
+        try:
+            self.meter.feed(event)
+        except Exception as exc:  # a malformed upstream event is skipped, never fatal
+            self._unreadable("meter", exc)
         if self.rewrite:
-            return self._translator.feed(event)
-        if self.strip_usage and self.meter.is_usage_only(event):
-            return b""
+            try:
+                return self._translator.feed(event)
+            except Exception as exc:
+                self._unreadable("translation", exc)
+                return b""
+        try:
+            if self.strip_usage and self.meter.is_usage_only(event):
+                return b""
+        except Exception as exc:
+            self._unreadable("meter", exc)
         return raw
+
+    def _unreadable(self, what: str, exc: Exception) -> None:
+        self.meter.flags.add("unreadable_event")
+        logger.warning("request %s: upstream event skipped by the %s: %r", self.request_id, what, exc)
 
     def _rewrite_json(self) -> bytes:
         document = _json(bytes(self._json).decode("utf-8", "replace"))
@@ -209,14 +247,23 @@ class ResponseReader:
         if self.streaming and self.meter is not None:
             flags.update(self.meter.flags)
             return self.meter.usage, self.meter.finished, self.meter.failed, self.meter.text_chars
-        if self._json_overflow or not self._json:
-            return None, bool(self._json) or self._json_overflow, False, 0
+        if self._json_overflow:
+            flags.add("response_too_large")
+            return None, True, False, 0
+        if not self._json:
+            return None, False, False, 0
         document = _json(bytes(self._json).decode("utf-8", "replace"))
         if document is None:
             flags.add("unparsable_response")
             return None, True, False, len(self._json) // 2
-        usage = self.upstream_api.usage_from_json(document, flags)
-        return usage, True, False, self.upstream_api.text_chars_from_json(document)
+        try:
+            usage = self.upstream_api.usage_from_json(document, flags)
+            chars = self.upstream_api.text_chars_from_json(document)
+        except Exception as exc:  # a malformed usage object is flagged, never fatal
+            logger.warning("request %s: response usage unreadable: %r", self.request_id, exc)
+            flags.add("unreadable_usage")
+            return None, True, False, len(self._json) // 2
+        return usage, True, False, chars
 
 
 def _int(text: str | None) -> int:

@@ -104,6 +104,11 @@ class SSEDecoder:
             if block is not None:
                 blocks.append(block)
             start = end + step
+        if self._oversized and self._raw:
+            # An oversized event is never dropped from the output, so its
+            # bytes go on as they arrive instead of being held until it ends.
+            blocks.append((None, bytes(self._raw)))
+            self._raw.clear()
         return blocks
 
     def pending_event(self) -> Event | None:
@@ -141,8 +146,6 @@ class SSEDecoder:
         return raw
 
     def _append(self, piece: bytes) -> None:
-        # NOTE: with keep_raw, an oversized event's bytes are still kept
-        # whole so that they can be forwarded; only parsing is skipped.
         if self._keep_raw:
             self._raw += piece
         self._line_length += len(piece)

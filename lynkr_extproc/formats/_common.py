@@ -10,6 +10,9 @@ from typing import Any, Iterable
 from ..errors import InvalidRequestError
 from ..pricing import Usage
 
+MAX_TOKENS = 100_000_000
+"""Largest token count believed from one response; larger ones are invalid usage."""
+
 
 def count(value: Any) -> int | None:
     """Return a token count from a usage field, or None when invalid.
@@ -109,7 +112,7 @@ def load_json_event(data: str) -> Any:
     """Parse one event's JSON data, or return None when it is not JSON."""
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -126,7 +129,7 @@ def build_usage(flags: set[str], **fields: Any) -> Usage | None:
             values[name] = 0
             continue
         value = count(raw)
-        if value is None:
+        if value is None or value > MAX_TOKENS:
             flags.add("invalid_usage")
             return None
         if value < 0:
