@@ -61,6 +61,7 @@ class StreamProcessor:
         self._admission: Admission | None = None
         self._reader: ResponseReader | None = None
         self._settled = False
+        self._retrying: asyncio.Future[None] | None = None
         self._fallback = False
         self._served: Any = None
         """The route that actually served: a fallback's, when the primary failed."""
@@ -270,9 +271,11 @@ class StreamProcessor:
         return responses.immediate(error, style)
 
     async def finish(self) -> None:
-        """Record spend if the stream ended before the response did."""
+        """Record spend if the stream ended before the response did, and wait for retries."""
         if self._admission is not None and not self._settled:
             await self._settle(outcome_hint="partial")
+        if self._retrying is not None:
+            await self._retrying
 
     async def _settle(self, *, outcome_hint: str) -> None:
         if self._settled:
@@ -306,9 +309,8 @@ class StreamProcessor:
             with metrics.store_call("settle"):
                 written = await asyncio.shield(self.gateway.store.settle(admission.reservation, record))
         except StoreError as exc:
-            # NOTE: without the durable outbox of the Redis/PostgreSQL
-            # backends, a record that fails here is lost; the hold expires.
-            logger.error("request %s: spend record failed: %s", self.request_id, exc)
+            logger.warning("request %s: spend record failed, retrying: %s", self.request_id, exc)
+            self._retrying = asyncio.ensure_future(self._retry_settle(admission, record))
             return
         if written:
             _count_spend(metrics, record, admission)
@@ -335,6 +337,22 @@ class StreamProcessor:
             ",".join(record.flags) or "-",
             "" if written else " (duplicate request id, not charged again)",
         )
+
+    async def _retry_settle(self, admission: Admission, record: Any) -> None:
+        """Retry a failed spend write with backoff; the server awaits it in `finish()`."""
+        delay = 0.2
+        for _ in range(SETTLE_RETRIES):
+            await asyncio.sleep(delay)
+            try:
+                await self.gateway.store.settle(admission.reservation, record)
+            except StoreError as exc:
+                delay *= 2
+                last = exc
+                continue
+            logger.info("request %s: spend recorded after a retry", self.request_id)
+            return
+        # NOTE: the SQLite store has no outbox, so this record is lost; its hold expires.
+        logger.error("request %s: spend record failed %d times: %s", self.request_id, SETTLE_RETRIES, last)
 
     def _final_usage(self, outcome_hint: str) -> tuple[Usage, str, str, set[str]]:
         """Decide the usage to charge: reported, or estimated from text seen."""
@@ -365,6 +383,9 @@ class StreamProcessor:
             usage = Usage(input_tokens=self._admission.input_estimate, output_tokens=estimated_output)
         return usage, "estimated", "partial" if cut else "completed", flags
 
+
+SETTLE_RETRIES = 6
+"""Attempts to write a spend record after a store failure, 0.2 s apart and doubling."""
 
 _DECISIONS = {401: "unauthenticated", 403: "forbidden", 429: "rejected_budget", 503: "unavailable"}
 
