@@ -1,9 +1,11 @@
-"""Command line: `lynkr-extproc serve | envoy-config | up | spend | new-key`."""
+"""Command line: `lynkr-extproc serve | envoy-config | up | spend | new-key`,
+and the admin API's `keys | budgets | spend report`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from . import envoy_config, logs, reload, server
+from . import envoy_config, logs, reload, server, workers
+from .admin import cli as admin_cli
 from .config import Config, load_config
 from .errors import ConfigError
 from .money import nanos_to_usd
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, "text")
     if args.command == "new-key":
         return _new_key(args)
+    if getattr(args, "config", None) is None:
+        parser.error(f"{args.command}: the following arguments are required: --config")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -40,9 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, config.log_format)
     if args.command == "envoy-config":
         return _write_envoy_config(config, args.output)
+    if admin_cli.is_admin_command(args):
+        return admin_cli.run(args, config)
     if args.command == "spend":
         return _print_spend(config, args.last)
     if args.command == "serve":
+        if config.workers > 1 and args.worker_index is None:
+            return workers.supervise(str(config.source), config.workers, args.grace)
+        if args.worker_index is not None:
+            config = dataclasses.replace(config, listen=workers.worker_address(config.listen, args.worker_index))
+            if args.worker_index > 0 and config.admin is not None:
+                # Only worker 0 serves the admin API; the others apply its changes.
+                config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, listen=None))
         return asyncio.run(_serve(config, args.grace))
     return asyncio.run(_up(config, args))
 
@@ -62,12 +76,16 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--output", "-o", default="-", help="file to write, - for stdout")
         else:
             command.add_argument("--grace", type=float, default=30.0, help="seconds in-flight streams get to finish on shutdown")
+        if name == "serve":
+            command.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
         if name == "up":
             command.add_argument("--envoy", default=None, help="path of the envoy binary (default: found on PATH)")
             command.add_argument("--envoy-log-level", default="warning")
     spend = commands.add_parser("spend", help="print the latest spend records of a SQLite store")
-    spend.add_argument("--config", required=True, help="path to lynkr.yaml")
+    # Not required here, so that `spend report --config X` parses; main() checks it.
+    spend.add_argument("--config", default=None, help="path to lynkr.yaml")
     spend.add_argument("--last", type=int, default=20, help="how many records, newest last")
+    admin_cli.add_commands(commands, spend)
     key = commands.add_parser("new-key", help="create a virtual key secret and print its sha256")
     key.add_argument("--prefix", default="sk-lynkr-", help="text before the random part")
     return parser

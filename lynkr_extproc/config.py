@@ -137,11 +137,29 @@ class EnvoySettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """The `admin:` section: keys and budgets changed at run time (lynkr_extproc.admin)."""
+
+    listen: str | None
+    """host:port of the admin gRPC API; None applies admin changes without serving the API."""
+    token_env: str | None
+    """Environment variable holding the bearer token of the admin API."""
+    token: str | None = field(default=None, repr=False)
+    """The token read from token_env when the config was loaded; set whenever listen is."""
+    poll_interval_s: float = 2.0
+    """How often each replica reads changes made through other replicas."""
+    reference_model: str | None = None
+    """Default model of `spend report`'s counterfactual cost column."""
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str
     metrics_listen: str | None
     """host:port of the Prometheus /metrics endpoint; None turns it off."""
     log_format: str
+    workers: int
+    """ext_proc processes `serve` runs, on server.listen's port and the next ones."""
     store_url: str
     ledger_url: str
     """Spend ledger of the Redis store: sqlite:///path or postgresql://..."""
@@ -167,6 +185,8 @@ class Config:
     forward_usage_chunk: bool
     envoy: EnvoySettings
     source: Path | None = None
+    admin: AdminSettings | None = None
+    """None when lynkr.yaml has no `admin:` section: no admin API, no admin state."""
 
 
 def load_config(path: str | Path) -> Config:
@@ -193,12 +213,12 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
     root = _mapping(raw, "(top level)")
     _only(root, "(top level)", {
         "server", "envoy", "upstreams", "tiers", "routing", "pricing",
-        "budgets", "keys", "stream_usage",
+        "budgets", "keys", "stream_usage", "admin",
     })
     server = _mapping(root.get("server", {}), "server")
     _only(server, "server", {
         "listen", "store", "ledger", "outbox", "store_timeout_ms", "store_failure",
-        "timezone", "max_request_bytes", "anonymous", "metrics_listen", "log_format",
+        "timezone", "max_request_bytes", "anonymous", "metrics_listen", "log_format", "workers",
     })
     upstreams = _parse_upstreams(root.get("upstreams"))
     tiers = _parse_tiers(root.get("tiers"), upstreams)
@@ -227,6 +247,7 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
             else None
         ),
         log_format=_choice(server.get("log_format", "text"), "server.log_format", ("text", "json")),
+        workers=_int(server.get("workers", 1), "server.workers", 1),
         store_url=_store_url(server.get("store", "sqlite:///lynkr.db"), base_dir),
         ledger_url=_store_url(
             server.get("ledger", "sqlite:///lynkr-ledger.db"), base_dir, "server.ledger",
@@ -251,6 +272,7 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
         inject_stream_usage=_bool(stream_usage.get("inject", True), "stream_usage.inject"),
         forward_usage_chunk=_bool(stream_usage.get("forward_to_client", False), "stream_usage.forward_to_client"),
         envoy=_parse_envoy(root.get("envoy", {})),
+        admin=_parse_admin(root.get("admin"), server, prices),
     )
 
 
@@ -521,6 +543,64 @@ def _parse_envoy(raw: Any) -> EnvoySettings:
         route_timeout_s=_int(entry.get("route_timeout_s", 600), "envoy.route_timeout_s", 0),
         ext_proc_addresses=_addresses(entry.get("ext_proc_address", []), "envoy.ext_proc_address"),
     )
+
+
+def _parse_admin(raw: Any, server: Mapping[str, Any], prices: PriceTable) -> AdminSettings | None:
+    if raw is None:
+        return None
+    entry = _mapping(raw, "admin")
+    _only(entry, "admin", {"listen", "token_env", "poll_interval_s", "reference_model"})
+
+    listen = _address(entry["listen"], "admin.listen") if entry.get("listen") is not None else None
+    taken = {
+        server.get("listen", "127.0.0.1:50051"): "server.listen",
+        server.get("metrics_listen"): "server.metrics_listen",
+    }
+    if listen is not None and listen in taken:
+        raise ConfigError("admin.listen", f"{listen!r} is also {taken[listen]}; give the admin API its own port")
+
+    token_env = _str(entry["token_env"], "admin.token_env") if "token_env" in entry else None
+    if listen is not None and token_env is None:
+        raise ConfigError(
+            "admin.token_env",
+            "missing; name the environment variable that holds the admin API's bearer token",
+        )
+    token = os.environ.get(token_env) if token_env is not None else None
+    if listen is not None:
+        _check_admin_token(token, str(token_env))
+
+    interval = entry.get("poll_interval_s", 2)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.05 <= interval <= 3600:
+        raise ConfigError("admin.poll_interval_s", f"expected seconds between 0.05 and 3600, got {interval!r}")
+    reference = entry.get("reference_model")
+    if reference is not None and prices.lookup(_str(reference, "admin.reference_model")) is None:
+        raise ConfigError("admin.reference_model", f"{reference!r} has no price; add it under pricing.models")
+
+    return AdminSettings(
+        listen=listen,
+        token_env=token_env,
+        token=token or None,
+        poll_interval_s=float(interval),
+        reference_model=reference,
+    )
+
+
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def _check_admin_token(token: str | None, variable: str) -> None:
+    if not token:
+        raise ConfigError(
+            "admin.token_env",
+            f"environment variable {variable} is not set; set it to a random secret, "
+            "e.g. the output of `openssl rand -hex 32`",
+        )
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise ConfigError(
+            "admin.token_env",
+            f"{variable} is {len(token)} characters long; use a random secret of at least "
+            f"{MIN_ADMIN_TOKEN_CHARS}, e.g. the output of `openssl rand -hex 32`",
+        )
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -22,6 +22,7 @@ from .config import Config, Tier, Upstream
 from .attempt import ATTEMPT_ATTRIBUTE, ROUTE_ATTRIBUTE
 from .formats import BY_PATH_API_NAMES as CLIENT_APIS
 from .headers import ROUTING_HEADER, tier_route_value
+from .workers import worker_address
 
 EXT_PROC_CLUSTER = "lynkr_extproc"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -318,7 +319,8 @@ def _compressor(name: str, type_name: str) -> dict[str, Any]:
 def _ext_proc_cluster(config: Config) -> dict[str, Any]:
     """The HTTP/2 cluster of ext_proc servers; streams are spread round-robin."""
     endpoints = []
-    for address in config.envoy.ext_proc_addresses or (config.listen,):
+    default = tuple(worker_address(config.listen, index) for index in range(config.workers))
+    for address in config.envoy.ext_proc_addresses or default:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
         if host in ("0.0.0.0", "::", ""):

@@ -13,10 +13,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 from . import dispatch
-from .config import LEVELS, Config, KeyRecord, Tier, Upstream, missing_credential
+from .config import LEVELS, Config, KeyRecord, Tier, Upstream, Window, missing_credential
 from .errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -69,6 +69,16 @@ class Admission:
     input_estimate: int
 
 
+class AdminHook(Protocol):
+    """Keys and budgets changed at run time; lynkr_extproc.admin.state.AdminState."""
+
+    def key_for_digest(self, digest: str) -> KeyRecord | None:
+        """Return the key, None to look in config.keys, or raise AuthenticationError if revoked."""
+
+    def windows_for(self, level: str, ident: str) -> tuple[Window, ...] | None:
+        """Return the windows of one budget id, or None to use config.budgets."""
+
+
 class Gateway:
     def __init__(
         self,
@@ -83,6 +93,8 @@ class Gateway:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.apply(config)
+        self.admin: AdminHook | None = None
+        """Set by the admin API at start when lynkr.yaml has an `admin:` section."""
         self.fail_open_admissions = 0
         """Requests admitted without a hold because the store failed."""
         self._fail_open_logged_at = -FAIL_OPEN_LOG_INTERVAL_S
@@ -106,7 +118,9 @@ class Gateway:
             key = self.config.anonymous
         else:
             digest = hashlib.sha256(secret.encode()).hexdigest()
-            found = self.config.keys.get(digest)
+            found = self.admin.key_for_digest(digest) if self.admin is not None else None
+            if found is None:
+                found = self.config.keys.get(digest)
             if found is None:
                 raise AuthenticationError("invalid virtual key")
             key = found
@@ -286,7 +300,10 @@ class Gateway:
             shown, counter = ids[level]
             if shown is None:
                 continue
-            for window in self.config.budgets.windows_for(level, shown):
+            windows = self.admin.windows_for(level, shown) if self.admin is not None else None
+            if windows is None:
+                windows = self.config.budgets.windows_for(level, shown)
+            for window in windows:
                 period, starts, resets = period_range(window.period, now, self.config.timezone)
                 charges.append(
                     Charge(

@@ -20,7 +20,10 @@ from .gateway import Gateway
 
 logger = logging.getLogger(__name__)
 
-RESTART_ONLY = ("listen", "store_url", "ledger_url", "outbox_url", "metrics_listen", "store_timeout_ms")
+RESTART_ONLY = (
+    "listen", "store_url", "ledger_url", "outbox_url", "metrics_listen", "store_timeout_ms",
+    "workers", "admin",
+)
 
 
 def reload(gateway: Gateway, path: Path) -> bool:

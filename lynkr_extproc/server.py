@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 
+from .admin import AdminRuntime, start_admin
 from .config import Config
 from .gateway import Gateway
 from .metrics import Metrics
@@ -108,12 +109,15 @@ class Service:
         store: BudgetStore,
         port: int,
         health: health.aio.HealthServicer,
+        admin: AdminRuntime | None = None,
     ) -> None:
         self.server = server
         self.servicer = servicer
         self.store = store
         self.port = port
         self.health = health
+        self.admin = admin
+        """The admin API and state; None without an `admin:` section."""
 
     async def stop(self, grace_s: float = 30.0) -> None:
         """Report NOT_SERVING, finish in-flight streams, flush spend, close."""
@@ -121,6 +125,8 @@ class Service:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace_s)
         await self.servicer.drain()
+        if self.admin is not None:
+            await self.admin.stop()
         await self.store.close()
         self.servicer.gateway.metrics.close()
 
@@ -143,6 +149,13 @@ async def start(
         gateway = Gateway(config, store, metrics=metrics)
     else:
         gateway = Gateway(config, store, clock=clock, metrics=metrics)
+    admin = None
+    if config.admin is not None:
+        try:
+            admin = await start_admin(config, gateway)
+        except BaseException:
+            await store.close()
+            raise
     if config.metrics_listen:
         metrics.serve(config.metrics_listen)
     servicer = ExternalProcessor(gateway)
@@ -164,10 +177,12 @@ async def start(
     )
     port = server.add_insecure_port(config.listen)
     if port == 0:
+        if admin is not None:
+            await admin.stop()
         await store.close()
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("ext_proc server listening on %s", config.listen)
-    return Service(server, servicer, store, port, health_servicer)
+    return Service(server, servicer, store, port, health_servicer, admin)
