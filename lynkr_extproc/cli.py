@@ -123,7 +123,7 @@ def _print_spend(config: Config, last: int) -> int:
     header = ("time", "request", "key", "team", "customer", "tier", "model", "in", "out", "cost_usd", "usage", "status", "outcome")
     table = [header] + [
         (row[0][:19], row[1][:12], row[2], row[3], row[4] or "-", row[5], row[6], str(row[7]),
-         str(row[8]), str(nanos_to_usd(row[9])), row[10], str(row[11]), row[12])
+         str(row[8]), format(nanos_to_usd(row[9]), "f"), row[10], str(row[11]), row[12])
         for row in reversed(rows)
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]

@@ -464,4 +464,4 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 def _usd(nanos: int) -> str:
-    return str(nanos_to_usd(nanos))
+    return format(nanos_to_usd(nanos), "f")
