@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lynkr_extproc.errors import InvalidRequestError
 from lynkr_extproc.translate import translation_for
 from lynkr_extproc.translate.anthropic_to_chat import AnthropicToChat
-from lynkr_extproc.translate.anthropic_to_chat.stream import INCOMPLETE_MESSAGE
+from lynkr_extproc.translate._chat_calls import INCOMPLETE_MESSAGE
 from lynkr_extproc.translate.chat_to_anthropic import ChatToAnthropic
 from tests.test_translate_common import (
     CHAT_USAGE,

@@ -10,7 +10,7 @@ import pytest
 from lynkr_extproc.errors import InvalidRequestError
 from lynkr_extproc.translate.chat_to_anthropic import ChatToAnthropic
 from lynkr_extproc.translate.responses_to_chat import ResponsesToChat
-from lynkr_extproc.translate.responses_to_chat.stream import INCOMPLETE_MESSAGE
+from lynkr_extproc.translate._chat_calls import INCOMPLETE_MESSAGE
 from tests.test_translate_common import (
     CHAT_USAGE,
     chat_chunk,

@@ -9,8 +9,15 @@ call at index 0 with a fresh id, and some omit the index.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+from ..sse import Event
+from ._common import load_json
+from ._errors import error_message
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,3 +75,70 @@ class ChatToolCalls:
         self.calls.append(call)
         self._by_index[index] = call
         return call
+
+
+INCOMPLETE_MESSAGE = "the upstream stream ended before the response was complete"
+
+
+class ChatChunkReader:
+    """Reads chat completion chunks for a stream translator.
+
+    Subclasses rebuild their client API's events: `_start` on the first
+    chunk, `_choice` for the first choice of every chunk, `_end` once the
+    stream finished, `_fail` for an error. This class keeps the state
+    every translator needs: started and ended, the tool calls, the finish
+    reason and the last (cumulative) usage.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._ended = False
+        self._calls = ChatToolCalls()
+        self._open_call: ChatToolCall | None = None
+        self._finish_reason: str | None = None
+        self._usage: Any = None
+        self.dropped_fragments = 0
+        """Argument fragments dropped because their tool call had closed."""
+
+    def feed(self, event: Event) -> bytes:
+        if self._ended:
+            return b""
+        if event.data.strip() == "[DONE]":
+            return self._end()
+        chunk = load_json(event.data)
+        if not isinstance(chunk, dict):
+            logger.debug("translate: ignored a chat stream event that is not JSON")
+            return b""
+        if chunk.get("error"):
+            return self._fail(error_message(500, chunk))
+        out = bytearray()
+        if not self._started:
+            out += self._start(chunk)
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                out += self._choice(choice)
+        return bytes(out)
+
+    def finish(self, *, error: str | None = None) -> bytes:
+        if self._ended:
+            return b""
+        if error is not None:
+            return self._fail(error)
+        if self._finish_reason is not None:
+            return self._end()
+        return self._fail(INCOMPLETE_MESSAGE)
+
+    def _start(self, chunk: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def _choice(self, choice: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def _end(self) -> bytes:
+        raise NotImplementedError
+
+    def _fail(self, message: str) -> bytes:
+        raise NotImplementedError

@@ -22,10 +22,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ...sse import Event
-from .._chat_calls import ChatToolCall, ChatToolCalls
-from .._common import load_json, sse_event
-from .._errors import error_message
+from .._chat_calls import ChatChunkReader, ChatToolCall
+from .._common import sse_event
 from .request import RequestContext
 from .response import (
     call_item,
@@ -41,60 +39,20 @@ from .response import (
 
 logger = logging.getLogger(__name__)
 
-INCOMPLETE_MESSAGE = "the upstream stream ended before the response was complete"
 
-
-class ResponsesStream:
+class ResponsesStream(ChatChunkReader):
     """Rebuilds a Responses event stream from chat completion chunks."""
 
     def __init__(self, context: RequestContext) -> None:
+        super().__init__()
         self._context = context
         self._sequence = 0
-        self._started = False
-        self._ended = False
         self._upstream_id: Any = ""
         self._created_at: Any = 0
         self._model = ""
         self._output: list[dict[str, Any]] = []
         self._open_text: str | None = None
         """Text of the open message item, None when no message is open."""
-        self._calls = ChatToolCalls()
-        self._open_call: ChatToolCall | None = None
-        self._finish_reason: str | None = None
-        self._usage: Any = None
-        self.dropped_fragments = 0
-        """Argument fragments dropped because their call's item was done."""
-
-    def feed(self, event: Event) -> bytes:
-        if self._ended:
-            return b""
-        if event.data.strip() == "[DONE]":
-            return self._end()
-        chunk = load_json(event.data)
-        if not isinstance(chunk, dict):
-            logger.debug("translate: ignored a chat stream event that is not JSON")
-            return b""
-        if chunk.get("error"):
-            return self._fail(error_message(500, chunk))
-        out = bytearray()
-        if not self._started:
-            out += self._start(chunk)
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                out += self._choice(choice)
-        return bytes(out)
-
-    def finish(self, *, error: str | None = None) -> bytes:
-        if self._ended:
-            return b""
-        if error is not None:
-            return self._fail(error)
-        if self._finish_reason is not None:
-            return self._end()
-        return self._fail(INCOMPLETE_MESSAGE)
 
     # -- response -----------------------------------------------------------
 
