@@ -16,7 +16,7 @@ so an attempt first removes every header another chain member may have
 set (credentials, provider headers) and sets :path afresh.
 
 Budget admission and spend recording stay with the downstream processor:
-an attempt holds no state beyond its own stream.
+an attempt keeps no state beyond its own stream.
 """
 
 from __future__ import annotations

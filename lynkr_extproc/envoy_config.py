@@ -134,7 +134,7 @@ def _upstream_route(config: Config, upstream: Upstream) -> dict[str, Any]:
 def _tier_routes(config: Config, tier: Tier) -> list[dict[str, Any]]:
     """Routes to a tier's chain, one per client API.
 
-    Envoy retries connect failures, resets, 5xx and 429 answers; the
+    Envoy retries connect failures, resets, 5xx and 429 responses; the
     `previous_priorities` retry priority excludes the priorities already
     tried, so attempt N goes to fallback N. The route's metadata names the
     tier and the client's API for the per-attempt processor.
@@ -175,7 +175,7 @@ def _tier_routes(config: Config, tier: Tier) -> list[dict[str, Any]]:
 
 
 def _tier_cluster(config: Config, tier: Tier) -> dict[str, Any]:
-    """One cluster per tier with a fallback chain: priority N is attempt N.
+    """Return the cluster of a tier's fallback chain, where priority N is attempt N.
 
     Each endpoint carries its upstream's name in metadata, which the
     per-attempt ext_proc filter reads to translate and authenticate the
@@ -224,7 +224,7 @@ def _tier_cluster(config: Config, tier: Tier) -> dict[str, Any]:
 
 
 def _attempt_ext_proc(config: Config) -> dict[str, Any]:
-    """The ext_proc filter that prepares each attempt for its own upstream."""
+    """Return the ext_proc filter that prepares each attempt for its own upstream."""
     settings = config.envoy
     return {
         "name": "envoy.filters.http.ext_proc",
@@ -317,7 +317,7 @@ def _compressor(name: str, type_name: str) -> dict[str, Any]:
 
 
 def _ext_proc_cluster(config: Config) -> dict[str, Any]:
-    """The HTTP/2 cluster of ext_proc servers; streams are spread round-robin."""
+    """Return the HTTP/2 cluster of ext_proc servers, which spreads streams round-robin."""
     endpoints = []
     default = tuple(worker_address(config.listen, index) for index in range(config.workers))
     for address in config.envoy.ext_proc_addresses or default:
@@ -385,7 +385,7 @@ def _sigv4_filter(upstream: Upstream) -> dict[str, Any]:
     """Sign each request to Bedrock with SigV4, after lynkr set its final path and body.
 
     Envoy takes the AWS credentials from its environment (variables,
-    profile, instance or pod role), so the service never sees them. The
+    profile, instance or pod role), so the service never receives them. The
     payload is signed, so the filter buffers each request body.
     """
     return {

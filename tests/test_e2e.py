@@ -105,7 +105,7 @@ def test_remaining_budget_header(document):
 
 
 def test_budget_exhausted_gets_429_through_envoy(document, upstreams):
-    """Once the team's budget is spent, Envoy answers the service's 429 and nothing goes upstream."""
+    """Once the team's budget is spent, Envoy returns the service's 429 and nothing goes upstream."""
     openai, _ = upstreams
     price = cases.PRICES["gpt-4o-mini"]
     one_request = nanos(fixture_usage("openai/chat_completion"), price)
@@ -270,7 +270,7 @@ def test_body_above_service_maximum_gets_json_413(document, upstreams):
 
 
 def test_slow_store_gives_service_503_not_envoy_504(document, upstreams):
-    """C33: a locked store answers within the service deadline, below Envoy's message_timeout."""
+    """C33: a locked store gives the service's 503 within its deadline, below Envoy's message_timeout."""
     openai, _ = upstreams
     document["server"]["store_timeout_ms"] = 300
     with Stack(document) as stack:

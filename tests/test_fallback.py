@@ -78,7 +78,7 @@ def anthropic_events(body: bytes) -> list[str]:
 
 
 def test_primary_serves_when_healthy(document, upstreams):
-    """A healthy primary answers; the fallback is never called."""
+    """A healthy primary serves the request; the fallback is never called."""
     primary, backup = upstreams
     with Stack(document) as stack:
         response = stack.post("/v1/messages", request(), auth())
@@ -94,7 +94,7 @@ def test_primary_serves_when_healthy(document, upstreams):
 
 @pytest.mark.parametrize("status", [503, 429, 500])
 def test_failed_primary_falls_back_with_translation(document, upstreams, status):
-    """A primary answering 5xx or 429 is retried on the llama.cpp fallback, translated."""
+    """A primary returning 5xx or 429 is retried on the llama.cpp fallback, translated."""
     primary, backup = upstreams
     primary.choose = Reply.json({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}, status=status)
     with Stack(document) as stack:

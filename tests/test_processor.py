@@ -615,7 +615,7 @@ def test_request_larger_than_maximum_gets_413(document):
 
 
 def test_invalid_json_body_gets_400(document):
-    """A body that is not JSON is answered 400 in the client's format."""
+    """A body that is not JSON gets a 400 in the client's format."""
     with Harness(document) as harness:
         stream = harness.stream()
         stream.send(request_headers("/v1/messages", auth()))
@@ -641,7 +641,7 @@ def test_unreachable_redis_fails_closed_c28(document, backend):
 
 
 def test_store_locked_fails_closed_c28(document, backend):
-    """C28: a budget store that cannot answer rejects with 503 budget_unavailable."""
+    """C28: an unresponsive budget store gives 503 budget_unavailable."""
     if backend[0] != "sqlite":
         pytest.skip("locks a SQLite file; Redis is covered by the unreachable test")
     document["server"]["store_timeout_ms"] = 200
@@ -678,7 +678,7 @@ def test_store_locked_fails_open_when_configured_c28(document, backend):
 
 
 def test_tier_with_unset_credential_gets_503(document, monkeypatch):
-    """A tier whose API key variable is unset answers 503 naming the variable."""
+    """A tier whose API key variable is unset gives 503 naming the variable."""
     monkeypatch.delenv("LYNKR_TEST_UNSET_KEY", raising=False)
     del document["upstreams"]["openai"]["api_key"]
     document["upstreams"]["openai"]["api_key_env"] = "LYNKR_TEST_UNSET_KEY"

@@ -1,4 +1,4 @@
-"""What every provider adapter provides: the upstream request of one call."""
+"""The provider adapter interface, which builds the upstream request of one call."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ API_PATHS = {
 
 @dataclass(frozen=True)
 class UpstreamTarget:
-    """The upstream as the provider adapter sees it: from config."""
+    """Upstream settings from config that a provider adapter reads."""
 
     name: str
     provider: str
@@ -31,7 +31,7 @@ class UpstreamTarget:
 
 @dataclass
 class UpstreamCall:
-    """How one request is sent to the upstream."""
+    """The request sent to the upstream for one call."""
 
     api: str
     """The API of the body sent and of the response, e.g. "openai_chat"."""

@@ -1,9 +1,9 @@
 """The budget store interface shared by every backend.
 
 A request is admitted by one atomic `reserve` over all budget windows that
-apply to it: for each window, committed + held + estimate must stay within
-the limit, and a window whose committed + held spend already reaches the
-limit rejects even a zero estimate. A rejection changes nothing. A
+apply to it. For each window, committed + held + estimate must stay within
+the limit. A window whose committed + held spend already reaches the limit
+rejects even a zero estimate. A rejection changes nothing. A
 reservation is then either settled (the spend record is written and its
 cost added to every window, once per request id) or left to expire, so
 that a crashed process cannot hold budget forever.

@@ -294,7 +294,7 @@ CREATE INDEX IF NOT EXISTS spend_log_by_org ON spend_log (org, customer, time);
 
 
 class SQLiteLedger(Ledger):
-    """A ledger in a local SQLite file: for one host, it sees only this host's spend."""
+    """A ledger in a local SQLite file: for one host, it contains only this host's spend."""
 
     def __init__(self, path: str, *, timeout_s: float) -> None:
         self._file = _SQLiteFile(path, timeout_s, _SQLITE_LEDGER_SCHEMA)

@@ -74,7 +74,7 @@ class RedisStore(BudgetStore):
             await self._load_script()
             await self._check_eviction_policy()
         except StoreError as exc:
-            # Start anyway: requests follow the failure policy until Redis answers.
+            # Start anyway: requests follow the failure policy until Redis responds.
             logger.error("redis budget store unavailable at start: %s", exc)
         self._tasks = [
             asyncio.ensure_future(self._flush_loop()),
@@ -169,7 +169,7 @@ class RedisStore(BudgetStore):
 
         The rebuild itself runs as a shared background task per counter set,
         so that a large ledger is summed once, even when the requests that
-        found the counters missing give up and answer per the failure policy.
+        found the counters missing give up and follow the failure policy.
         """
         key = tuple(sorted(self._keys(charge)[0] for charge in charges))
         task = self._rebuilds.get(key)
