@@ -28,6 +28,8 @@ DEFAULT_TIERS = ("SIMPLE", "MEDIUM", "COMPLEX", "REASONING")
 DEFAULT_BANDS = {"SIMPLE": 19, "MEDIUM": 50, "COMPLEX": 75, "REASONING": 100}
 MAX_LIMIT_USD = 9_000_000
 """Largest window limit: the Redis script compares exactly up to 2^53 nano-dollars."""
+_SIGV4_PROVIDERS = ("bedrock", "bedrock_converse")
+"""Providers whose requests Envoy can sign with AWS SigV4 (`auth: sigv4`)."""
 
 
 @dataclass(frozen=True)
@@ -293,8 +295,11 @@ def _parse_upstreams(raw: Any) -> dict[str, Upstream]:
         _only(entry, path, {"provider", "url", "api_key", "api_key_env", "headers", "api_version", "auth", "region"})
         provider = _choice(entry.get("provider"), f"{path}.provider", tuple(PROVIDERS))
         auth = _choice(entry.get("auth", "key"), f"{path}.auth", ("key", "sigv4"))
-        if auth == "sigv4" and provider != "bedrock":
-            raise ConfigError(f"{path}.auth", "sigv4 signing is for provider bedrock; use key")
+        if auth == "sigv4" and provider not in _SIGV4_PROVIDERS:
+            raise ConfigError(
+                f"{path}.auth",
+                f"sigv4 signing is for providers bedrock and bedrock_converse, not {provider}; use key",
+            )
         region = entry.get("region")
         if auth == "sigv4" and not isinstance(region, str):
             raise ConfigError(f"{path}.region", "missing; sigv4 signing needs the AWS region, e.g. us-east-1")

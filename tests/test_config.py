@@ -107,3 +107,27 @@ def test_store_url_with_unset_variable(document, monkeypatch):
     monkeypatch.delenv("LYNKR_TEST_UNSET", raising=False)
     document["server"]["store"] = "redis://:${LYNKR_TEST_UNSET}@127.0.0.1:6379/0"
     assert error_of(document) == "config server.store: environment variable LYNKR_TEST_UNSET is not set"
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "bedrock_converse"])
+def test_sigv4_allowed_for_bedrock_providers(document, provider):
+    """Both Bedrock providers accept auth sigv4 with a region."""
+    document["upstreams"]["aws"] = {
+        "provider": provider,
+        "url": "https://bedrock-runtime.us-east-1.amazonaws.com",
+        "auth": "sigv4",
+        "region": "us-east-1",
+    }
+    upstream = parse_config(document).upstreams["aws"]
+    assert upstream.auth == "sigv4"
+    assert upstream.region == "us-east-1"
+
+
+def test_sigv4_rejected_for_other_providers(document):
+    """auth sigv4 on a provider other than Bedrock names the allowed ones."""
+    document["upstreams"]["openai"]["auth"] = "sigv4"
+    document["upstreams"]["openai"]["region"] = "us-east-1"
+    assert error_of(document) == (
+        "config upstreams.openai.auth: sigv4 signing is for providers bedrock and "
+        "bedrock_converse, not openai; use key"
+    )

@@ -67,13 +67,14 @@ def test_compose_services_match_the_store_urls():
     assert {"redis", "postgres", "envoy", "llama"} <= set(compose["services"])
 
 
-def test_bedrock_sigv4_bootstrap_validates(tmp_path):
+@pytest.mark.parametrize("provider", ["bedrock", "bedrock_converse"])
+def test_bedrock_sigv4_bootstrap_validates(tmp_path, provider):
     """A Bedrock upstream with sigv4 gets Envoy's signing filter, and Envoy accepts it."""
     from lynkr_extproc.config import parse_config
 
     document = yaml.safe_load((ROOT / "lynkr.yaml").read_text())
     document["upstreams"]["bedrock"] = {
-        "provider": "bedrock",
+        "provider": provider,
         "url": "https://bedrock-runtime.us-east-1.amazonaws.com",
         "auth": "sigv4",
         "region": "us-east-1",

@@ -8,6 +8,9 @@ from lynkr_extproc.providers import PROVIDERS, UpstreamTarget
 
 CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "m", "stream": True, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+CONVERSE = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 10}}
+BODIES = {"openai_chat": CHAT, "anthropic_messages": MESSAGES, "bedrock_converse": CONVERSE}
+API_OF = {"anthropic": "anthropic_messages", "bedrock": "anthropic_messages", "bedrock_converse": "bedrock_converse"}
 
 
 def build(provider: str, api: str, body: dict, model: str = "m", *, stream: bool = True, client_api: str | None = None, **target: object):
@@ -30,12 +33,13 @@ def build(provider: str, api: str, body: dict, model: str = "m", *, stream: bool
         ("databricks", "authorization", "Bearer secret"),
         ("azure", "api-key", "secret"),
         ("bedrock", "authorization", "Bearer secret"),
+        ("bedrock_converse", "authorization", "Bearer secret"),
     ],
 )
 def test_credential_header(provider, header, value):
     """Each provider gets its credential in its own header."""
-    api = "anthropic_messages" if provider in ("anthropic", "bedrock") else "openai_chat"
-    call = build(provider, api, MESSAGES if api == "anthropic_messages" else CHAT)
+    api = API_OF.get(provider, "openai_chat")
+    call = build(provider, api, BODIES[api])
     assert call.headers[header] == value
 
 
@@ -129,3 +133,46 @@ def test_bedrock_moves_betas_out_of_headers():
     """Bedrock takes betas in the body, so the anthropic-beta header is removed."""
     call = build("bedrock", "anthropic_messages", MESSAGES)
     assert "anthropic-beta" in call.remove_headers
+
+
+@pytest.mark.parametrize("client_api", ["openai_chat", "anthropic_messages", "openai_responses"])
+def test_bedrock_converse_takes_converse_only(client_api):
+    """Every client API is translated to Converse for a bedrock_converse upstream."""
+    assert PROVIDERS["bedrock_converse"].target_api(client_api) == "bedrock_converse"
+    assert PROVIDERS["bedrock_converse"].apis == frozenset({"bedrock_converse"})
+
+
+def test_bedrock_converse_streaming():
+    """A streamed Converse request goes to /converse-stream in event stream framing."""
+    body = {"model": "m", "stream": True, **CONVERSE}
+    call = build("bedrock_converse", "bedrock_converse", body, model="amazon.nova-micro-v1:0", client_api="openai_chat")
+    assert call.path == "/model/amazon.nova-micro-v1%3A0/converse-stream"
+    assert call.response_framing == "eventstream"
+    assert call.body == CONVERSE
+
+
+def test_bedrock_converse_buffered():
+    """A buffered Converse request goes to /converse with a JSON response."""
+    call = build(
+        "bedrock_converse", "bedrock_converse", CONVERSE, stream=False,
+        model="us.anthropic.claude-sonnet-4-5-20250929-v1:0", client_api="openai_chat",
+    )
+    assert call.path == "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse"
+    assert call.response_framing == "sse"
+    assert call.body == CONVERSE
+
+
+def test_bedrock_converse_sigv4_sends_no_credential():
+    """With sigv4 no key is sent to Converse: Envoy signs the request."""
+    call = build("bedrock_converse", "bedrock_converse", CONVERSE, auth="sigv4", client_api="openai_chat")
+    assert "authorization" not in call.headers
+
+
+def test_bedrock_converse_removes_client_api_headers():
+    """OpenAI and Anthropic client headers never reach Converse."""
+    upstream = UpstreamTarget(name="u", provider="bedrock_converse", credential=None)
+    call = PROVIDERS["bedrock_converse"].build(
+        upstream, "bedrock_converse", CONVERSE, model="m", stream=False, client_api="anthropic_messages",
+        client_headers={"anthropic-version": "2023-06-01", "anthropic-beta": "x", "openai-organization": "o", "x-app": "cli"},
+    )
+    assert set(call.remove_headers) == {"anthropic-version", "anthropic-beta", "openai-organization"}

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from . import anthropic, azure, bedrock, databricks, llamacpp, lmstudio, ollama, openai, openrouter
+from . import (
+    anthropic,
+    azure,
+    bedrock,
+    bedrock_converse,
+    databricks,
+    llamacpp,
+    lmstudio,
+    ollama,
+    openai,
+    openrouter,
+)
 from .base import API_PATHS, Provider, UpstreamCall, UpstreamTarget
 
 PROVIDERS: dict[str, Provider] = {
     module.PROVIDER.name: module.PROVIDER
-    for module in (openai, anthropic, llamacpp, lmstudio, ollama, openrouter, databricks, azure, bedrock)
+    for module in (
+        openai, anthropic, llamacpp, lmstudio, ollama, openrouter, databricks, azure,
+        bedrock, bedrock_converse,
+    )
 }
 
 __all__ = ["API_PATHS", "PROVIDERS", "Provider", "UpstreamCall", "UpstreamTarget"]
