@@ -768,6 +768,7 @@ def test_translation_for_supported_pair(client: str, upstream: str) -> None:
         == {
             "openai_chat": "/v1/chat/completions",
             "anthropic_messages": "/v1/messages",
+            "bedrock_converse": "/model/{modelId}/converse",
         }[upstream]
     )
 

@@ -3,16 +3,19 @@
 A client speaks one API and the tier chosen for it may speak another:
 Claude Code speaks Anthropic Messages, Cursor OpenAI Chat Completions,
 Codex OpenAI Responses, and Ollama, llama.cpp and LM Studio speak Chat
-Completions only. Each supported pair has a subpackage named for the
+Completions only, and the bedrock_converse provider speaks Bedrock
+Converse only. Each supported pair has a subpackage named for the
 client API and the upstream API:
 
     anthropic_to_chat   Anthropic Messages client, Chat Completions upstream
     chat_to_anthropic   Chat Completions client, Anthropic Messages upstream
+    chat_to_converse    Chat Completions client, Bedrock Converse upstream
     responses_to_chat   Responses client, Chat Completions upstream
 
-Every module here is pure: no I/O, no clock except the one a caller may
-inject. `translation_for` returns a new object per request, because
-`request` records what the response and stream translations need.
+Every module here is pure: no I/O, and no clock or random id except the
+ones a caller may inject. `translation_for` returns a new object per
+request, because `request` records what the response and stream
+translations need.
 
 FIELD_RULES lists, per pair, each client field that the upstream API
 lacks and whether it is dropped, sent in a changed form, or rejected
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import anthropic_to_chat, chat_to_anthropic, responses_to_chat
+from . import anthropic_to_chat, chat_to_anthropic, chat_to_converse, responses_to_chat
 from ._common import FieldRule
 from .base import StreamTranslator, Translation
 
@@ -39,6 +42,7 @@ __all__ = [
 _FACTORIES: dict[tuple[str, str], Callable[[], Translation]] = {
     ("anthropic_messages", "openai_chat"): anthropic_to_chat.AnthropicToChat,
     ("openai_chat", "anthropic_messages"): chat_to_anthropic.ChatToAnthropic,
+    ("openai_chat", "bedrock_converse"): chat_to_converse.ChatToConverse,
     ("openai_responses", "openai_chat"): responses_to_chat.ResponsesToChat,
 }
 
@@ -48,6 +52,7 @@ SUPPORTED_PAIRS: frozenset[tuple[str, str]] = frozenset(_FACTORIES)
 FIELD_RULES: dict[tuple[str, str], tuple[FieldRule, ...]] = {
     ("anthropic_messages", "openai_chat"): anthropic_to_chat.FIELD_RULES,
     ("openai_chat", "anthropic_messages"): chat_to_anthropic.FIELD_RULES,
+    ("openai_chat", "bedrock_converse"): chat_to_converse.FIELD_RULES,
     ("openai_responses", "openai_chat"): responses_to_chat.FIELD_RULES,
 }
 
