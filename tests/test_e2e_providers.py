@@ -215,6 +215,48 @@ def test_codex_on_a_chat_tier(document, upstreams):
     assert records[0]["cost_nanos"] == nanos(fixture_usage("openai/chat_completion_stream"), PRICES["local-model"])
 
 
+def test_codex_on_a_claude_tier_streams_responses(document, upstreams):
+    """A Responses stream on an Anthropic tier runs through chat both ways and is priced."""
+    upstreams["anthropic"].choose = Reply.fixture("anthropic/message_stream")
+    body = {
+        "model": "to-anthropic", "stream": True, "store": False, "instructions": "You are Codex.",
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]}],
+        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k",
+        "tools": [{"type": "function", "name": "shell", "description": "Runs a command",
+                   "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+    }
+
+    with Stack(document) as stack:
+        response = stack.post("/v1/responses", body, auth())
+        records = stack.records()
+
+    received = upstreams["anthropic"].received[0]
+    sent = received.json()
+    events = sse_events(response.body)
+    final = json.loads(events[-1].data)["response"]
+    usage = fixture_usage("anthropic/message_stream")
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert received.path == "/v1/messages"
+    assert received.headers["x-api-key"] == "provider-secret-anthropic"
+    assert sent["model"] == "claude-sonnet-4"
+    assert sent["system"] == "You are Codex."
+    assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+    assert sent["max_tokens"] == 4096
+    assert sent["stream"] is True
+    assert sent["tools"][0]["name"] == "shell"
+    assert "include" not in sent
+    assert "store" not in sent
+    assert events[0].event == "response.created"
+    assert events[-1].event == "response.completed"
+    assert final["output"][0]["content"][0]["text"] == "Hello!"
+    assert final["usage"]["input_tokens"] == usage["input_tokens"]
+    assert final["usage"]["output_tokens"] == usage["output_tokens"]
+    assert records[0]["provider"] == "anthropic"
+    assert records[0]["cost_nanos"] == nanos(usage, PRICES["claude-sonnet-4"])
+
+
 def test_bedrock_event_stream_reframed_for_claude_code(document, upstreams):
     """Bedrock's event stream of Anthropic events reaches the client as SSE."""
     recorded = sse_events((FIXTURES / "anthropic/message_stream.body").read_bytes())

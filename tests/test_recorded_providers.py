@@ -286,7 +286,7 @@ def test_openrouter_cache_writes_priced_as_writes():
 
 # -- end to end through Envoy --------------------------------------------------
 
-UPSTREAMS = ("ollama", "bedrock", "openrouter", "azure", "llamacpp")
+UPSTREAMS = ("ollama", "bedrock", "openrouter", "azure", "llamacpp", "bedrock_converse")
 
 ALIASES = {
     "to-gemma": ("ollama", "gemma3:1b"),
@@ -296,6 +296,11 @@ ALIASES = {
     "to-openrouter": ("openrouter", "anthropic/claude-sonnet-4.6"),
     "to-azure": ("azure", "gpt-35-turbo"),
     "to-smollm": ("llamacpp", "ai/smollm2:360M-Q4_K_M"),
+    "to-nova": ("bedrock_converse", "amazon.nova-micro-v1:0"),
+    "to-sonnet-converse": (
+        "bedrock_converse",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ),
 }
 
 
@@ -509,3 +514,186 @@ def test_llamacpp_timings_ignored(document, upstreams):
     assert records[0]["input_tokens"] == 21
     assert records[0]["output_tokens"] == 34
     assert records[0]["cost_nanos"] == 8_900
+
+
+# -- translated clients on a Converse tier -------------------------------------
+
+
+def converse_text(name: str) -> str:
+    """Join the text deltas of a recorded ConverseStream."""
+    return "".join(
+        payload["delta"]["text"]
+        for kind, payload in fixture_meta(name)["events"]
+        if kind == "contentBlockDelta"
+    )
+
+
+@pytest.mark.e2e
+def test_chat_client_on_converse_json(document, upstreams):
+    """A chat request reaches /converse as a Converse body, and the reply is a chat.completion."""
+    name = "bedrock/converse_cache_read"
+    replay(upstreams, "bedrock_converse", name)
+    body = {
+        "model": "to-sonnet-converse",
+        "max_tokens": 16,
+        "messages": [
+            {"role": "system", "content": "Answer with a number."},
+            {"role": "user", "content": "What is 10 + 11?"},
+        ],
+    }
+
+    response, records = post_once(document, "/v1/chat/completions", body)
+    received = upstreams["bedrock_converse"].received[0]
+    completion = response.json()
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert received.path == fixture_meta(name)["request_path"]
+    assert received.headers["authorization"] == "Bearer provider-secret-bedrock_converse"
+    assert received.json() == {
+        "system": [{"text": "Answer with a number."}],
+        "messages": [{"role": "user", "content": [{"text": "What is 10 + 11?"}]}],
+        "inferenceConfig": {"maxTokens": 16},
+    }
+    assert completion["object"] == "chat.completion"
+    assert completion["model"] == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert completion["choices"][0]["message"]["content"] == "21"
+    assert completion["choices"][0]["finish_reason"] == "stop"
+    assert completion["usage"]["prompt_tokens"] == 1324
+    assert completion["usage"]["prompt_tokens_details"] == {"cached_tokens": 1322}
+    assert records[0]["provider"] == "bedrock_converse"
+    assert records[0]["cache_read_tokens"] == 1322
+    # 2 x 3.00 + 1322 cache reads x 0.30 + 5 x 15.00 = 477.6
+    assert records[0]["cost_nanos"] == 477_600
+
+
+@pytest.mark.e2e
+def test_chat_client_on_converse_stream(document, upstreams):
+    """A streamed chat request gets the recorded ConverseStream as chat chunks, priced."""
+    name = "bedrock/converse_stream"
+    replay(upstreams, "bedrock_converse", name)
+    body = {
+        "model": "to-nova",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+        "messages": [
+            {"role": "system", "content": "You are a helpful chatbot."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+    }
+
+    response, records = post_once(document, "/v1/chat/completions", body)
+    received = upstreams["bedrock_converse"].received[0]
+    events = SSEDecoder().feed(response.body)
+    chunks = [json.loads(event.data) for event in events[:-1]]
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in chunks
+        if chunk["choices"]
+    )
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert received.path == fixture_meta(name)["request_path"]
+    assert received.json() == fixture_meta(name)["request"]
+    assert events[-1].data == "[DONE]"
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    assert text == converse_text(name)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["usage"]["prompt_tokens"] == 13
+    assert chunks[-1]["usage"]["completion_tokens"] == 82
+    assert records[0]["input_tokens"] == 13
+    assert records[0]["output_tokens"] == 82
+    # 13 x 0.035 + 82 x 0.14 = 0.455 + 11.48 = 11.935
+    assert records[0]["cost_nanos"] == 11_935
+
+
+@pytest.mark.e2e
+def test_claude_code_on_converse_stream(document, upstreams):
+    """A Claude Code style stream on a Converse tier gets Anthropic events, priced."""
+    name = "bedrock/converse_stream"
+    replay(upstreams, "bedrock_converse", name)
+    body = {
+        "model": "to-nova",
+        "max_tokens": 512,
+        "stream": True,
+        "system": [
+            {
+                "type": "text",
+                "text": "You are a helpful chatbot.",
+                "cache_control": {"type": "ephemeral"},
+            }
+        ],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "metadata": {"user_id": "user_1"},
+        "tools": [
+            {
+                "name": "Bash",
+                "description": "Run a command",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"command": {"type": "string"}},
+                },
+            }
+        ],
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    }
+
+    with Stack(document) as stack:
+        response = stack.post(
+            "/v1/messages?beta=true",
+            body,
+            {**auth(), "anthropic-beta": "interleaved-thinking-2025-05-14"},
+        )
+        records = stack.records()
+
+    received = upstreams["bedrock_converse"].received[0]
+    sent = received.json()
+    events = SSEDecoder().feed(response.body)
+    payloads = [json.loads(event.data) for event in events]
+    text = "".join(
+        payload["delta"]["text"]
+        for payload in payloads
+        if payload["type"] == "content_block_delta"
+    )
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    assert received.path == fixture_meta(name)["request_path"]
+    assert "anthropic-beta" not in received.headers
+    assert sent["system"] == [{"text": "You are a helpful chatbot."}]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"text": "What is the capital of France?"}]}
+    ]
+    assert sent["inferenceConfig"] == {"maxTokens": 512}
+    assert sent["toolConfig"]["tools"][0]["toolSpec"]["name"] == "Bash"
+    assert set(sent) == {"system", "messages", "inferenceConfig", "toolConfig"}
+    assert [event.event for event in events][0] == "message_start"
+    assert [event.event for event in events][-1] == "message_stop"
+    assert text == converse_text(name)
+    assert payloads[-2]["delta"]["stop_reason"] == "end_turn"
+    assert payloads[-2]["usage"]["input_tokens"] == 13
+    assert payloads[-2]["usage"]["output_tokens"] == 82
+    assert records[0]["cost_nanos"] == 11_935
+
+
+@pytest.mark.e2e
+def test_converse_error_reaches_chat_client(document, upstreams):
+    """A Bedrock 429 body reaches a chat client as an OpenAI error with the same status."""
+    upstreams["bedrock_converse"].choose = Reply.json(
+        {"message": "Too many requests, please wait before trying again."}, status=429
+    )
+    body = {"model": "to-nova", "messages": [{"role": "user", "content": "Hi"}]}
+
+    response, _ = post_once(document, "/v1/chat/completions", body)
+
+    assert response.status == 429
+    assert response.json() == {
+        "error": {
+            "message": "Too many requests, please wait before trying again.",
+            "type": "rate_limit_exceeded",
+            "param": None,
+            "code": None,
+        }
+    }
