@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from lynkr_extproc.errors import InvalidRequestError
+from lynkr_extproc.formats import BY_NAME, bedrock_converse
 from lynkr_extproc.framing import EventStreamFramer
+from lynkr_extproc.response_reader import ResponseReader
 from lynkr_extproc.translate import FIELD_RULES, SUPPORTED_PAIRS, translation_for
 from lynkr_extproc.translate.anthropic_to_chat import AnthropicToChat
 from lynkr_extproc.translate.chat_to_anthropic import ChatToAnthropic
@@ -604,3 +606,70 @@ def test_stream_without_request_keeps_usage() -> None:
     payloads = validate_anthropic_stream(feed_frames(translator, fixture_body(RECORDED_STREAM)))
     assert payloads[-2]["usage"]["input_tokens"] == 13
     assert payloads[-2]["usage"]["output_tokens"] == 82
+
+
+# -- through the response reader ----------------------------------------------
+
+READER_REQUESTS = {
+    "openai_chat": {
+        "model": "m",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Hi"}],
+    },
+    "anthropic_messages": {**CLAUDE_CODE_REQUEST, "stream": True},
+    "openai_responses": CODEX_REQUEST,
+}
+READER_OUTER = {"anthropic_messages": AnthropicToChat, "openai_responses": ResponsesToChat}
+
+
+def reader_translation(client: str) -> Any:
+    """Return a deterministic translation from `client` to Converse, its request made."""
+    inner = ChatToConverse(clock=lambda: NOW, new_id=lambda: "c1")
+    translation = ComposedTranslation(READER_OUTER[client](), inner) if client in READER_OUTER else inner
+    translation.request(READER_REQUESTS[client], model=NOVA)
+    return translation
+
+
+def read_cut(name: str, client: str, cut: int) -> tuple[Any, ...]:
+    """Read a recorded Converse response cut in two at `cut` with a ResponseReader."""
+    body = fixture_body(name)
+    reader = ResponseReader(
+        bedrock_converse, BY_NAME[client], reader_translation(client), strip_usage=False, request_id="t"
+    )
+    changed, removed = reader.on_headers({":status": "200", **fixture_meta(name)["headers"]})
+    out = [reader.on_body(body[:cut], end=False), reader.on_body(body[cut:], end=True)]
+    flags: set[str] = set()
+    return changed, removed, b"".join(out), reader.observed(flags), frozenset(flags)
+
+
+@pytest.mark.parametrize("client", sorted(READER_REQUESTS))
+@pytest.mark.parametrize("name", ["bedrock/converse_stream", "bedrock/converse_cache_read"])
+def test_reader_cuts_give_same_output(name: str, client: str) -> None:
+    """A Converse response cut at each point of cut_points gives the same bytes and usage."""
+    whole = read_cut(name, client, 0)
+    changed, removed, _, observed, flags = whole
+    usage = fixture_meta(name)["usage"]
+    streamed = "events" in fixture_meta(name)
+    assert changed == {"content-type": "text/event-stream" if streamed else "application/json"}
+    assert removed == ["content-length"]
+    assert observed[0].input_tokens == usage["input_tokens"]
+    assert observed[0].output_tokens == usage["output_tokens"]
+    assert observed[0].cache_read_tokens == usage["cache_read_tokens"]
+    assert observed[1] is True
+    assert flags == frozenset()
+    for cut in cut_points(name):
+        assert read_cut(name, client, cut) == whole, f"cut at byte {cut}"
+
+
+def cut_points(name: str) -> list[int]:
+    """Return every byte of a JSON body, or of a stream each frame's edges and every 13th byte."""
+    body = fixture_body(name)
+    if "events" not in fixture_meta(name):
+        return list(range(1, len(body) + 1))
+    points = set(range(1, len(body) + 1, 13))
+    edge = 0
+    for event, raw in EventStreamFramer().feed_blocks(body):
+        edge += len(raw)
+        points.update({edge - 1, edge, edge + 1})
+    return sorted(point for point in points if 0 < point <= len(body))
