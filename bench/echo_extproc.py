@@ -6,6 +6,8 @@ headers SEND, response body BUFFERED) and sends the same `mode_override`
 on response headers: STREAMED for `text/event-stream`, BUFFERED
 otherwise. It reads only the content type and changes nothing, so the
 time it adds is the cost of a Python grpc.aio ext_proc that does no work.
+Messages sent by a filter in `observability_mode` get no reply, as the
+protocol requires.
 
     python bench/echo_extproc.py --listen 127.0.0.1:18001
 
@@ -62,7 +64,8 @@ class EchoProcessor(ext_proc_grpc.ExternalProcessorServicer):
         context: grpc.aio.ServicerContext,
     ) -> None:
         async for request in request_iterator:
-            await context.write(reply(request))
+            if not request.observability_mode:
+                await context.write(reply(request))
 
 
 async def serve(listen: str) -> None:

@@ -206,6 +206,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int, prefix: str) -> float:
+    """Return the CPU time of the threads of `pid` whose name starts with `prefix`."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith(prefix):
+                continue
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def machine_busy_seconds() -> float:
     """Return the CPU time all cores spent not idle since boot (/proc/stat)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -266,6 +280,16 @@ class ProcessMeter:
                     pass
             totals[role] = total
         return totals
+
+    def thread_cpu(self, role: str, prefix: str) -> float:
+        """Return the CPU seconds of a role's threads whose name starts with `prefix`."""
+        total = 0.0
+        for pid in self._pids(role) if role in self.roles else []:
+            try:
+                total += thread_cpu_seconds(pid, prefix)
+            except OSError:
+                pass
+        return total
 
     def rss(self) -> dict[str, int]:
         totals = {}

@@ -49,6 +49,9 @@ def json_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_mib": {
             role: max(r["rss_kib"][role] for r in runs) / 1024 for role in roles
         },
+        "store_thread_us": 1e6
+        * sum(r.get("store_thread_cpu_s", 0.0) for r in runs)
+        / max(requests, 1),
     }
 
 
@@ -232,24 +235,140 @@ def targets(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
     return ["| target | goal | measured | |", "|---|---|---:|---|", *rows]
 
 
-def scaling_table(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
-    pairs = (
-        ("lynkr, SQLite", "lynkr-sqlite", "lynkr-sqlite-x2"),
-        ("lynkr, Redis", "lynkr-redis", "lynkr-redis-x2"),
-        ("LiteLLM", "litellm", "litellm-x2"),
-    )
+SCALING = (
+    ("lynkr, SQLite", ("lynkr-sqlite", "lynkr-sqlite-x2", "lynkr-sqlite-x3", "lynkr-sqlite-x4")),
+    ("lynkr, Redis", ("lynkr-redis", "lynkr-redis-x2")),
+    ("LiteLLM", ("litellm", "litellm-x2")),
+)
+
+
+def why_missed(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
+    """Explain the throughput and latency targets with the measured costs."""
+    json_rows = derived["json"]
+    floor, alone = json_rows.get("floor", {}), json_rows.get("alone", {})
+    if "32" not in floor or "1" not in alone or "1" not in floor:
+        return []
+    floor_cpu = floor["32"]["cpu_us"]["ext_proc"]
+    allowance = floor_cpu / 0.9 - floor_cpu
+    floor_added = floor["1"]["p50_ms"] - alone["1"]["p50_ms"]
     lines = [
-        "| configuration | 1 process: req/s at 32 connections | 2 processes | ratio |",
-        "|---|---:|---:|---:|",
+        "Why the throughput and latency targets are missed, in numbers:",
+        "",
+        (
+            f"- At 32 connections the ext_proc process is the bottleneck: it runs on one core "
+            f"and the floor's does nothing but spend {floor_cpu:,.0f} µs of CPU per request on "
+            f"gRPC and asyncio. Reaching 0.9× the floor leaves lynkr {allowance:,.0f} µs per "
+            "request for its own work."
+        ),
     ]
-    for label, single, double in pairs:
-        first = derived["json"].get(single, {}).get("32")
-        second = derived["json"].get(double, {}).get("32")
-        if first and second:
+    for name in LYNKR_STORES:
+        row = json_rows.get(name, {}).get("32")
+        if row:
+            extra = row["cpu_us"]["ext_proc"] - floor_cpu
             lines.append(
-                f"| {label} | {first['rps']:,.0f} | {second['rps']:,.0f} "
-                f"| {_ratio(second['rps'], first['rps'])}× |"
+                f"  - {results['configurations'][name]['label']} spends {extra:,.0f} µs more "
+                f"than the floor ({extra / allowance:.0f}× that allowance): key lookup, "
+                "scoring, session lookup, the reserve and settle round trips to the store "
+                "(each a hand-off to the store's thread or client and back), pricing, the spend "
+                "record and its log line. *Where lynkr's time goes* shows the profile."
             )
+    lines += [
+        (
+            f"- Serially, the floor's four round trips alone add {floor_added:.2f} ms p50 over "
+            "Envoy alone, out of the 1.0 ms allowed; lynkr adds its store round trips "
+            "(SQLite: a local transaction on a worker thread; Redis: a network round trip and "
+            "a Lua script) and the settle's durable write before the last body chunk leaves."
+        ),
+        "",
+    ]
+    return lines
+
+
+def scaling_table(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
+    cores = results["environment"].get("cores", 2)
+    lines = [
+        (
+            "| configuration | processes | req/s at 32 connections | vs 1 process "
+            "| CPU µs per request, all processes | machine bound, req/s |"
+        ),
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, names in SCALING:
+        first = derived["json"].get(names[0], {}).get("32")
+        for count, name in enumerate(names, start=1):
+            row = derived["json"].get(name, {}).get("32")
+            if not row or not first:
+                continue
+            total = sum(row["cpu_us"].values())
+            lines.append(
+                f"| {label} | {count} | {row['rps']:,.0f} | {_ratio(row['rps'], first['rps'])}× "
+                f"| {total:,.0f} | {cores * 1e6 / total:,.0f} |"
+            )
+    lines += [
+        "",
+        (
+            f"*Machine bound* is {cores} cores × 10⁶ µs divided by the CPU all measured "
+            "processes (ext_proc, Envoy, upstream, Redis, PostgreSQL) spend per request: the "
+            "rate at which this machine runs out of CPU, with wrk's own share left out."
+        ),
+        "",
+        *prediction(results, derived),
+    ]
+    return lines
+
+
+def prediction(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
+    """Say what the measured costs predict for a 16-core host."""
+    cores = results["environment"].get("cores", 2)
+    lines = ["### What this predicts for a 16-core host", ""]
+    for name in ("lynkr-sqlite", "lynkr-redis"):
+        row = derived["json"].get(name, {}).get("32")
+        if not row:
+            continue
+        label = results["configurations"][name]["label"]
+        ext_proc, envoy = row["cpu_us"]["ext_proc"], row["cpu_us"]["envoy"]
+        per_process = 1e6 / ext_proc
+        processes = 16 * ext_proc / (ext_proc + envoy)
+        cpu_bound = 16e6 / (ext_proc + envoy)
+        text = (
+            f"- **{label}**: one ext_proc process uses {ext_proc:,.0f} µs of CPU per request, "
+            f"so it serves at most {per_process:,.0f} req/s on its core; Envoy adds "
+            f"{envoy:,.0f} µs. With the upstream elsewhere, 16 cores split as about "
+            f"{processes:.0f} `serve` workers and {16 - processes:.0f} Envoy cores give about "
+            f"{cpu_bound:,.0f} req/s, if nothing serial caps it first."
+        )
+        if name == "lynkr-sqlite":
+            store = row["store_thread_us"]
+            text += (
+                f" The cap here is SQLite's one write lock per file, which every process "
+                f"takes for each reserve and each settle batch: the store thread spends "
+                f"{store:,.0f} µs of CPU per request inside it, plus the fsync of each batch, "
+                f"so the file stops scaling near {1e6 / store:,.0f} req/s at best. Past that, "
+                "use Redis and PostgreSQL."
+                if store
+                else ""
+            )
+        else:
+            redis = row["cpu_us"].get("redis")
+            if redis:
+                text += (
+                    f" Redis runs its scripts on one thread and spends {redis:,.0f} µs per "
+                    f"request, which caps one Redis at about {1e6 / redis:,.0f} req/s; the "
+                    "ledger writes go to PostgreSQL in batches through the outbox."
+                )
+        lines.append(text)
+    lines += [
+        (
+            f"- On this {cores}-core machine the curve flattens after 1 process: Envoy's "
+            f"{results['settings']['envoy_workers']} workers, the upstream and wrk already "
+            "share the two cores, so another `serve` process takes CPU from them (the machine "
+            "bound column), and contention raises the CPU per request. The prediction above "
+            "assumes the per-request CPU measured here stays the same with more cores, which "
+            "holds for the ext_proc processes (they share nothing but the store) and is "
+            "optimistic for Envoy."
+        ),
+        "",
+    ]
     return lines
 
 
@@ -380,6 +499,7 @@ def document(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
         "",
         *targets(results, derived),
         "",
+        *why_missed(results, derived),
     ]
     return text + headline + methods(results) + results_sections(results, derived)
 
@@ -430,14 +550,19 @@ def methods(results: dict[str, Any]) -> list[str]:
             "lynkr-extproc (STREAMED for event streams). Its route goes straight to the upstream."
         ),
         (
+            "- **Envoy + echo ext_proc, response in observability_mode**: the floor with the "
+            "response moved to a second ext_proc filter in `observability_mode` (see *Reading "
+            "usage in observability_mode*)."
+        ),
+        (
             "- **lynkr**: `python -m lynkr_extproc serve` processes behind the generated "
             "bootstrap. The config has one virtual key, a day budget on the key and a month "
             "budget on its team, and four tiers chosen by the complexity score (no alias). Every "
-            "request is scored, pinned to its session, reserved, recorded, and logged at the "
-            "default INFO level. Stores: SQLite (WAL, `synchronous=FULL`), Redis with a SQLite "
+            "request is scored, routed by its session's pinned tier (read from the store, then "
+            "reused for 5 s), reserved, recorded, and logged at the default INFO level. Stores: SQLite (WAL, `synchronous=FULL`), Redis with a SQLite "
             "ledger, and Redis with the PostgreSQL ledger. Each run uses its own Redis key prefix "
-            "and PostgreSQL schema and deletes them at the end. The 2-process rows list both "
-            "`serve` addresses in `envoy.ext_proc_address`."
+            "and PostgreSQL schema and deletes them at the end. The rows with several "
+            "processes list every `serve` address in `envoy.ext_proc_address`."
         ),
         (
             "- **LiteLLM proxy**: `litellm --config … --num_workers N` from its own virtual "
@@ -491,6 +616,7 @@ def results_sections(results: dict[str, Any], derived: dict[str, Any]) -> list[s
     lines = ["## JSON requests", "", *json_table(results, derived), ""]
     lines += ["Ratios at 32 connections (req/s):", "", *ratios(results, derived), ""]
     lines += ["## Streams (SSE)", "", *sse_table(results, derived), ""]
+    lines += observer_section(results, derived)
     lines += [
         "## Several processes behind one Envoy",
         "",
@@ -512,6 +638,83 @@ def results_sections(results: dict[str, Any], derived: dict[str, Any]) -> list[s
     lines += ["## LiteLLM setup", "", *litellm_section(results), ""]
     lines += ["## Findings", "", *findings(results), ""]
     lines += ["## Warnings and errors in lynkr's logs", "", *log_section(results), ""]
+    return lines
+
+
+def observer_section(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
+    """Compare reading the response in the request path with an observer filter."""
+    pairs = (("in the request path (floor)", "floor"), ("observability_mode", "floor-observe"))
+    json_rows, sse_rows = derived["json"], derived["sse"]
+    if not all(name in json_rows for _, name in pairs):
+        return []
+    concurrent = str(results["settings"]["sse_concurrent"])
+    alone = sse_rows.get("alone")
+    lines = [
+        "## Reading usage in observability_mode instead of in the request path",
+        "",
+        (
+            "Both rows run the echo ext_proc, so they show what the mode costs, not lynkr's "
+            "logic. *In the request path* is the floor above: one filter, and Envoy waits for "
+            "the reply to each of request headers, request body, response headers and "
+            "response body (each event's chunk when streamed). *observability_mode* keeps the "
+            "request phases in the request path and moves the response to a second ext_proc "
+            "filter with `observability_mode: true`: Envoy sends it the response headers and "
+            "the streamed body and never waits (`bench/stacks.py`, `observe_bootstrap`)."
+        ),
+        "",
+        (
+            "| response read | req/s, 1 connection | req/s, 32 connections | p50 ms, 1 connection "
+            "| CPU µs per request (ext_proc, Envoy) | SSE: added ms per event, 1 stream "
+            f"| added ms per event, {concurrent} streams |"
+        ),
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for label, name in pairs:
+        one, wide = json_rows[name]["1"], json_rows[name]["32"]
+        sse = sse_rows.get(name, {})
+        serial = sse.get("1", {}).get("p50_ms", float("nan"))
+        many = sse.get(concurrent, {}).get("p50_ms", float("nan"))
+        if alone:
+            serial -= alone["1"]["p50_ms"]
+            many -= alone[concurrent]["p50_ms"]
+        lines.append(
+            f"| {label} | {one['rps']:,.0f} | {wide['rps']:,.0f} | {one['p50_ms']:.2f} "
+            f"| {wide['cpu_us']['ext_proc']:,.0f}, {wide['cpu_us']['envoy']:,.0f} "
+            f"| {serial:+.2f} | {many:+.2f} |"
+        )
+    lines += [
+        "",
+        "What each risks for billing when the ext_proc process dies:",
+        "",
+        (
+            "- **In the request path** (what lynkr-extproc does): Envoy holds each response "
+            "chunk until the ext_proc answers, and the filter has `failure_mode_allow: false`. "
+            "If the process dies mid-stream, Envoy resets the client's stream and the upstream "
+            "request, so generation stops where the client stops reading. That stream's spend "
+            "is not recorded, its hold expires, and every settled request stays recorded "
+            "exactly once (`tests/test_faults.py::test_extproc_killed_mid_stream` prints the "
+            "figures). The same path is what lets lynkr translate a stream, strip the usage "
+            "chunk it asked for, and end a stream with the client API's error event."
+        ),
+        (
+            "- **observability_mode**: the client is never held, so the response finishes "
+            "even when the observer is dead or slow, and the whole response goes unbilled: "
+            "the usage is in the last events, which never reach a dead process. Envoy also "
+            "closes an observer stream `deferred_close_timeout` (5 s by default) after the "
+            "response ends, so an observer lagging by more than that under load loses the "
+            "usage of healthy requests too. The observer cannot change the response, so "
+            "translated and reframed responses (Claude Code on a chat tier, Bedrock streams) "
+            "still need the request path. Admission (key, budget reserve, routing) needs the "
+            "request path in both designs, so a dead ext_proc still fails new requests "
+            "with 503."
+        ),
+        (
+            "- lynkr therefore keeps the response in the request path. The table gives the "
+            "price: the difference between the two rows is what a usage-only observer would "
+            "save for untranslated traffic."
+        ),
+        "",
+    ]
     return lines
 
 
@@ -688,7 +891,7 @@ def draw(results: dict[str, Any], derived: dict[str, Any], path: Path) -> None:
     labels = [
         results["configurations"][n]["label"].replace(", ", "\n", 1) for n in names
     ]
-    figure, axes = plt.subplots(1, 3, figsize=(17, 6.5))
+    figure, axes = plt.subplots(1, 3, figsize=(17, max(6.5, 0.55 * len(names))))
 
     wide = [derived["json"][n]["32"] for n in names]
     bars = axes[0].barh(

@@ -241,6 +241,7 @@ def environment(source: dict[str, str]) -> dict[str, Any]:
     litellm_python = stacks.LITELLM_BIN.parent / "python"
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
         "machine": f"{os.cpu_count()} cores ({cpu}), {memory_kib / 2**20:.0f} GiB RAM, "
         f"Linux {platform.release()}",
         "lynkr": source["source"],
@@ -293,6 +294,7 @@ def start_stacks(
     plans = [
         ("alone", lambda: stacks.build_envoy_alone(upstream_port, folder)),
         ("floor", lambda: stacks.build_echo_floor(upstream_port, folder)),
+        ("floor-observe", lambda: stacks.build_echo_observe(upstream_port, folder)),
         (
             "lynkr-sqlite",
             lambda: stacks.build_lynkr(
@@ -335,6 +337,21 @@ def start_stacks(
                 token + "s2",
             ),
         ),
+        *[
+            (
+                f"lynkr-sqlite-x{n}",
+                lambda n=n: stacks.build_lynkr(
+                    f"lynkr-sqlite-x{n}",
+                    f"lynkr, SQLite, {n} processes",
+                    "sqlite",
+                    n,
+                    upstream_port,
+                    folder,
+                    token + f"s{n}",
+                ),
+            )
+            for n in (3, 4)
+        ],
         (
             "lynkr-redis-x2",
             lambda: stacks.build_lynkr(
@@ -392,6 +409,10 @@ def smoke_check(stack: Any, body: bytes, stream_body: bytes) -> None:
     stack.info["completed"] = 2
 
 
+STORE_THREAD = "lynkr-sqlite"
+"""Name prefix of lynkr-extproc's SQLite threads (store and ledger)."""
+
+
 def meter_for(stack: Any, upstream_pid: int) -> Any:
     import load
 
@@ -404,6 +425,7 @@ def json_run(
     import load
 
     before = meter.cpu()
+    store_before = meter.thread_cpu("ext_proc", STORE_THREAD)
     busy_before, client_before = (
         load.machine_busy_seconds(),
         load.children_cpu_seconds(),
@@ -417,6 +439,7 @@ def json_run(
         duration_s=duration_s,
     )
     after = meter.cpu()
+    store_thread = meter.thread_cpu("ext_proc", STORE_THREAD) - store_before
     busy = load.machine_busy_seconds() - busy_before
     client = load.children_cpu_seconds() - client_before
     cpu = {role: after[role] - before[role] for role in after}
@@ -427,6 +450,8 @@ def json_run(
         "p99_ms": result.p99_ms,
         "errors": result.errors,
         "cpu_s": cpu,
+        # The part of the ext_proc's CPU spent on its SQLite store thread.
+        "store_thread_cpu_s": store_thread,
         "client_cpu_s": client,
         # CPU time of everything else on the machine during the run.
         "other_cpu_s": busy - client - sum(cpu.values()),

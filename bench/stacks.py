@@ -303,6 +303,47 @@ def direct_bootstrap(document: dict[str, Any], *, ext_proc: bool) -> dict[str, A
     return bootstrap
 
 
+def observe_bootstrap(document: dict[str, Any]) -> dict[str, Any]:
+    """Return the floor's bootstrap with the response read by an observer.
+
+    The ext_proc filter in the request path keeps the request phases
+    (headers, buffered body) and skips the response. A second ext_proc
+    filter on the same cluster, in `observability_mode`, is sent the
+    response headers and the streamed response body, and Envoy does not
+    wait for its replies. This is how usage could be read without holding
+    the response.
+    """
+    bootstrap = direct_bootstrap(document, ext_proc=True)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0][
+        "filters"
+    ][0]["typed_config"]
+    filters = manager["http_filters"]
+    index = next(
+        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc"
+    )
+    in_path = filters[index]["typed_config"]
+    in_path["processing_mode"].update(
+        response_header_mode="SKIP", response_body_mode="NONE"
+    )
+    in_path["allow_mode_override"] = False
+    observer = copy.deepcopy(in_path)
+    observer["processing_mode"] = {
+        "request_header_mode": "SKIP",
+        "response_header_mode": "SEND",
+        "request_body_mode": "NONE",
+        "response_body_mode": "STREAMED",
+        "request_trailer_mode": "SKIP",
+        "response_trailer_mode": "SKIP",
+    }
+    observer["observability_mode"] = True
+    # With failure_mode_allow, an observer's gRPC failure does not fail the client's request.
+    observer["failure_mode_allow"] = True
+    observer.pop("status_on_error", None)
+    # Later in the list, so Envoy passes it the response before the other filters.
+    filters.insert(index + 1, {"name": "lynkr.usage_observer", "typed_config": observer})
+    return bootstrap
+
+
 def raise_circuit_breakers(bootstrap: dict[str, Any], limit: int) -> dict[str, Any]:
     """Set every cluster's connection and request limits to `limit`.
 
@@ -483,6 +524,22 @@ def build_echo_floor(upstream_port: int, folder: Path) -> Stack:
     )
     return Stack(
         "floor", "Envoy + echo ext_proc (floor)", port, KEY_SECRET, [echo, envoy]
+    )
+
+
+def build_echo_observe(upstream_port: int, folder: Path) -> Stack:
+    echo, address = start_echo(folder, "floor-observe.ext_proc")
+    document = lynkr_document({}, upstream_port)
+    document["envoy"]["ext_proc_address"] = address
+    envoy, port = start_envoy(
+        observe_bootstrap(document), folder, "floor-observe.envoy"
+    )
+    return Stack(
+        "floor-observe",
+        "Envoy + echo ext_proc, response in observability_mode",
+        port,
+        KEY_SECRET,
+        [echo, envoy],
     )
 
 
