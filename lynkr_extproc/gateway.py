@@ -42,6 +42,11 @@ IMAGE_TOKEN_ESTIMATE = 1600
 """Input tokens assumed per image: about the most one image costs."""
 
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id")
+SESSION_CACHE_S = 5.0
+"""How long a session's tier, once read from or written to the store, is
+reused without asking the store again. A tier another replica pinned
+shows here within this time."""
+SESSION_CACHE_SIZE = 65_536
 FAIL_OPEN_LOG_INTERVAL_S = 60.0
 
 
@@ -98,6 +103,8 @@ class Gateway:
         self.fail_open_admissions = 0
         """Requests admitted without a hold because the store failed."""
         self._fail_open_logged_at = -FAIL_OPEN_LOG_INTERVAL_S
+        self._sessions: dict[str, tuple[str, float]] = {}
+        """Session -> (tier, monotonic time the entry expires), oldest first."""
 
     def apply(self, config: Config) -> None:
         """Use `config` for the next requests (a reload)."""
@@ -207,17 +214,33 @@ class Gateway:
         return f"{tenant.key.id}:d:{facts.first_messages_digest}"
 
     async def _pinned_tier(self, session: str) -> str | None:
+        cached = self._sessions.get(session)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         try:
-            return await self.store.session_tier(session, max_age_s=self.config.sticky_ttl_s)
+            tier = await self.store.session_tier(session, max_age_s=self.config.sticky_ttl_s)
         except StoreError as exc:
             logger.warning("session lookup failed, routing by score alone: %s", exc)
             return None
+        if tier is not None:
+            self._remember_session(session, tier)
+        return tier
 
     async def _pin(self, session: str, tier: str) -> None:
         try:
             await self.store.pin_session(session, tier, ttl_s=self.config.sticky_ttl_s)
         except StoreError as exc:
             logger.warning("session pin failed: %s", exc)
+            return
+        self._remember_session(session, tier)
+
+    def _remember_session(self, session: str, tier: str) -> None:
+        sessions = self._sessions
+        sessions.pop(session, None)
+        if len(sessions) >= SESSION_CACHE_SIZE:
+            del sessions[next(iter(sessions))]
+        lifetime = min(SESSION_CACHE_S, self.config.sticky_ttl_s)
+        sessions[session] = (tier, time.monotonic() + lifetime)
 
     def served_route(self, route: Route, upstream_name: str) -> Route:
         """Return the route of the chain member that served, priced at its model."""

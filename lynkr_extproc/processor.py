@@ -270,6 +270,11 @@ class StreamProcessor:
         )
         return responses.immediate(error, style)
 
+    @property
+    def needs_finish(self) -> bool:
+        """True while `finish()` still has spend to record or a retry to wait for."""
+        return (self._admission is not None and not self._settled) or self._retrying is not None
+
     async def finish(self) -> None:
         """Record spend if the stream ended before the response did, and wait for retries."""
         if self._admission is not None and not self._settled:

@@ -54,10 +54,11 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         finally:
             self.active_streams -= 1
-            # A separate task, so that a cancelled stream still records spend.
-            task = asyncio.ensure_future(self._finish(processor))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+            if processor.needs_finish:
+                # A separate task, so that a cancelled stream still records spend.
+                task = asyncio.ensure_future(self._finish(processor))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
 
     async def _attempt(
         self,
@@ -184,5 +185,6 @@ async def start(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("ext_proc server listening on %s", config.listen)
+    loop = asyncio.get_running_loop()
+    logger.info("ext_proc server listening on %s (event loop %s)", config.listen, type(loop).__module__.split(".")[0])
     return Service(server, servicer, store, port, health_servicer, admin)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
 import pytest
 
+from lynkr_extproc import gateway
+from lynkr_extproc.store import open_store
 from tests.support import cases
 from tests.support.grpc_client import immediate_json, request_body, request_headers
 from tests.support.backends import BACKENDS, backend_settings
@@ -87,6 +90,38 @@ def test_tool_loop_never_changes_provider(document):
         escalated = send(harness, agent_turn(tool_loop=False), **{"session-id": "s2"})
     assert routed_model(loop) == "gpt-4o-mini"
     assert routed_model(escalated) != "gpt-4o-mini"
+
+
+def pin_from_another_replica(config, session: str, tier: str) -> None:
+    """Pin a session's tier through a second connection to the same store."""
+
+    async def pin() -> None:
+        store = await open_store(
+            config.store_url,
+            timeout_s=5.0,
+            ledger_url=config.ledger_url,
+            outbox_url=config.outbox_url,
+        )
+        try:
+            await store.pin_session(session, tier, ttl_s=config.sticky_ttl_s)
+        finally:
+            await store.close()
+
+    asyncio.run(pin())
+
+
+def test_session_cache_expiry_reads_replica_pin(document, monkeypatch):
+    """A replica reuses its own pin for SESSION_CACHE_S, then reads the store's."""
+    monkeypatch.setattr(gateway, "SESSION_CACHE_S", 0.5)
+    headers = {"session-id": "s4"}
+    with Harness(document) as harness:
+        assert routed_model(send(harness, greeting(), **headers)) == "gpt-4o-mini"
+        pin_from_another_replica(harness.config, "vk-a:h:s4", "COMPLEX")
+        cached = send(harness, greeting(), **headers)
+        time.sleep(0.6)
+        refreshed = send(harness, greeting(), **headers)
+    assert routed_model(cached, greeting()) == "gpt-4o-mini"
+    assert routed_model(refreshed) == "fw-model"
 
 
 def test_conversation_without_session_header_sticks_by_first_messages(document):
