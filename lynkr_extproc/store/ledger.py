@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
@@ -29,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import StoreError
 from ..pricing import Usage
-from .base import Charge, Reservation, SpendRecord
+from .base import Charge, Reservation, SpendRecord, store_thread
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class _SQLiteFile:
         self.path = path
         self.timeout_s = timeout_s
         self._schema = schema
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lynkr-sqlite-ledger")
+        self._executor = store_thread("lynkr-sqlite-ledger")
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> None:

@@ -15,13 +15,12 @@ import asyncio
 import json
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
 from ..errors import StoreError
 from ..pricing import Usage
-from .base import BudgetStore, Charge, Rejection, Reservation, SpendRecord
+from .base import BudgetStore, Charge, Rejection, Reservation, SpendRecord, store_thread
 
 T = TypeVar("T")
 
@@ -99,7 +98,7 @@ class SQLiteStore(BudgetStore):
     def __init__(self, path: str, *, timeout_s: float) -> None:
         self._path = path
         self._timeout_s = timeout_s
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lynkr-sqlite")
+        self._executor = store_thread("lynkr-sqlite")
         self._db: sqlite3.Connection | None = None
         self._pending_settles: list[tuple[Reservation, SpendRecord, asyncio.Future[bool]]] = []
 
