@@ -308,6 +308,19 @@ def start_stacks(
             ),
         ),
         (
+            "lynkr-sqlite-asyncio",
+            lambda: stacks.build_lynkr(
+                "lynkr-sqlite-asyncio",
+                "lynkr, SQLite, asyncio event loop",
+                "sqlite",
+                1,
+                upstream_port,
+                folder,
+                token + "a",
+                event_loop="asyncio",
+            ),
+        ),
+        (
             "lynkr-redis",
             lambda: stacks.build_lynkr(
                 "lynkr-redis", "lynkr, Redis", "redis", 1, upstream_port, folder, token

@@ -573,9 +573,12 @@ def build_lynkr(
     upstream_port: int,
     folder: Path,
     token: str,
+    *,
+    event_loop: str = "uvloop",
 ) -> Stack:
     """Start `replicas` serve processes sharing one store, behind one Envoy."""
     document = lynkr_document(store_settings(store, folder, name, token), upstream_port)
+    document["server"]["event_loop"] = event_loop
     children = []
     addresses = []
     for index in range(replicas):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -57,8 +58,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.worker_index > 0 and config.admin is not None:
                 # Only worker 0 serves the admin API; the others apply its changes.
                 config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, listen=None))
-        return asyncio.run(_serve(config, args.grace))
-    return asyncio.run(_up(config, args))
+        with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+            return runner.run(_serve(config, args.grace))
+    with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+        return runner.run(_up(config, args))
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return the event loop factory for server.event_loop; None is asyncio's own."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -162,6 +162,8 @@ class Config:
     log_format: str
     workers: int
     """ext_proc processes `serve` runs, on server.listen's port and the next ones."""
+    event_loop: str
+    """"uvloop" (the default) or "asyncio": the event loop `serve` runs on."""
     store_url: str
     ledger_url: str
     """Spend ledger of the Redis store: sqlite:///path or postgresql://..."""
@@ -221,6 +223,7 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
     _only(server, "server", {
         "listen", "store", "ledger", "outbox", "store_timeout_ms", "store_failure",
         "timezone", "max_request_bytes", "anonymous", "metrics_listen", "log_format", "workers",
+        "event_loop",
     })
     upstreams = _parse_upstreams(root.get("upstreams"))
     tiers = _parse_tiers(root.get("tiers"), upstreams)
@@ -250,6 +253,7 @@ def parse_config(raw: Any, *, base_dir: Path = Path(".")) -> Config:
         ),
         log_format=_choice(server.get("log_format", "text"), "server.log_format", ("text", "json")),
         workers=_int(server.get("workers", 1), "server.workers", 1),
+        event_loop=_choice(server.get("event_loop", "uvloop"), "server.event_loop", ("uvloop", "asyncio")),
         store_url=_store_url(server.get("store", "sqlite:///lynkr.db"), base_dir),
         ledger_url=_store_url(
             server.get("ledger", "sqlite:///lynkr-ledger.db"), base_dir, "server.ledger",

@@ -131,3 +131,9 @@ def test_sigv4_rejected_for_other_providers(document):
         "config upstreams.openai.auth: sigv4 signing is for providers bedrock and "
         "bedrock_converse, not openai; use key"
     )
+
+
+def test_unknown_event_loop(document):
+    """server.event_loop is uvloop or asyncio."""
+    document["server"]["event_loop"] = "trio"
+    assert error_of(document) == "config server.event_loop: expected one of uvloop, asyncio, got 'trio'"

@@ -2,11 +2,16 @@
 
 from pathlib import Path
 
+import grpc
+import pytest
+
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support import cases
+from tests.support.grpc_client import ExtProcStream, immediate_json, request_headers
 from tests.support.harness import Harness
+from tests.support.processes import ServeProcess
 
 
 def test_health_serving_then_not_serving(tmp_path: Path):
@@ -87,3 +92,21 @@ def test_json_log_lines():
     assert line["message"] == "request r-1 rejected"
     assert line["level"] == "WARNING"
     assert line["logger"] == "lynkr_extproc.test_json"
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_event_loop_choice(tmp_path: Path, loop: str):
+    """`serve` runs on the configured loop and replies to ext_proc streams on it."""
+    document = cases.document(tmp_path / "store.db")
+    document["server"]["event_loop"] = loop
+    process = ServeProcess(document, tmp_path, f"serve-{loop}").start()
+    try:
+        with grpc.insecure_channel(process.address) as channel:
+            reply = ExtProcStream(channel).send(
+                request_headers("/v1/chat/completions", {"x-api-key": "sk-not-a-key"})
+            )
+    finally:
+        status = process.terminate()
+    assert immediate_json(reply)[0] == 401
+    assert f"(event loop {loop})" in process.log()
+    assert status == 0
