@@ -4,7 +4,10 @@ Usage meaning: `prompt_tokens` includes `prompt_tokens_details.
 cached_tokens` (and OpenRouter's `cache_write_tokens`), and
 `completion_tokens` includes `completion_tokens_details.reasoning_tokens`. A streamed response carries usage only when the request
 sets `stream_options.include_usage`, in a last chunk whose `choices` is
-empty.
+empty. Databricks model serving instead puts a running usage in every
+chunk (for Claude, `completion_tokens` is null until the chunk with
+`finish_reason`), so usage ends a stream only in a usage-only chunk or
+once a `finish_reason` has been seen.
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ class Meter:
         self.failed = False
         self.flags: set[str] = set()
         self.provider_cost: int | None = None
+        self._choices_finished = False
 
     def feed(self, event: Event) -> None:
         if event.data == "[DONE]":
@@ -179,11 +183,17 @@ class Meter:
         if "error" in chunk:
             self.failed = True
         self.text_chars += text_chars_from_json(chunk)
+        choices = chunk.get("choices")
+        if _has_finish_reason(choices):
+            self._choices_finished = True
         usage = usage_from_json(chunk, self.flags)
         if usage is not None:
             self.usage = usage
-            self.finished = True
             self.provider_cost = provider_cost_from_json(chunk)
+            # A running usage before any finish_reason (Databricks) does
+            # not end the stream, so a cut after it is still estimated.
+            if self._choices_finished or not choices:
+                self.finished = True
 
     def is_usage_only(self, event: Event) -> bool:
         if '"usage"' not in event.data:
@@ -194,6 +204,15 @@ class Meter:
             and chunk.get("choices") == []
             and isinstance(chunk.get("usage"), dict)
         )
+
+
+def _has_finish_reason(choices: Any) -> bool:
+    """Return True when any choice of a chunk carries a finish_reason."""
+    if not isinstance(choices, list):
+        return False
+    return any(
+        isinstance(choice, dict) and choice.get("finish_reason") for choice in choices
+    )
 
 
 def new_meter() -> Meter:
