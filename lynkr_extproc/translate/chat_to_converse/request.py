@@ -459,9 +459,9 @@ def _image_block(part: dict[str, Any], path: str) -> dict[str, Any]:
     url = require_str(url, url_path)
     parsed = parse_data_url(url)
     if parsed is None:
-        description = (
-            "a data URL that is not base64" if url.startswith("data:") else "an image URL"
-        )
+        description = "an image URL"
+        if url.startswith("data:"):
+            description = "a data URL that is not base64"
         raise unsupported(
             url_path,
             description,
