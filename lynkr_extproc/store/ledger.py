@@ -23,7 +23,7 @@ import logging
 import sqlite3
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import StoreError
@@ -33,6 +33,7 @@ from .base import Charge, Reservation, SpendRecord, store_thread
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+I = TypeVar("I")
 
 _LEVEL_COLUMN = {"virtual_key": "key_id", "team": "team", "org": "org"}
 
@@ -132,6 +133,41 @@ class _SQLiteFile:
         self._executor.shutdown(wait=True)
 
 
+class _GroupCommit(Generic[I, T]):
+    """Writes the items submitted in one event loop turn in one transaction.
+
+    Concurrent writers then share one commit, so one fsync and one hand-off
+    to the file's thread. `write` returns one result per item, in order.
+    """
+
+    def __init__(self, file: _SQLiteFile, write: Callable[[sqlite3.Connection, list[I]], list[T]]) -> None:
+        self._file = file
+        self._write = write
+        self._pending: list[tuple[I, asyncio.Future[T]]] = []
+
+    async def submit(self, item: I) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) == 1:
+            asyncio.ensure_future(self._commit())
+        return await future
+
+    async def _commit(self) -> None:
+        await asyncio.sleep(0)  # let the other writers of this loop turn join
+        batch, self._pending = self._pending, []
+        items = [item for item, _ in batch]
+        try:
+            results = await self._file.run(self._file.transaction, lambda db: self._write(db, items))
+        except StoreError as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
+
+
 _OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     request_id TEXT PRIMARY KEY,
@@ -149,28 +185,28 @@ class Outbox:
 
     def __init__(self, path: str, *, timeout_s: float) -> None:
         self._file = _SQLiteFile(path, timeout_s, _OUTBOX_SCHEMA)
+        self._adds = _GroupCommit(self._file, _insert_records)
+        self._marks = _GroupCommit(self._file, _mark_counted)
 
     async def open(self) -> None:
         await self._file.open()
 
     async def add(self, record: SpendRecord, reservation: Reservation) -> bool:
-        """Store a record durably; False when its request id is already queued."""
+        """Store a record durably; False when its request id is already queued.
 
-        def body(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, 0, ?)",
-                (record.request_id, record_to_json(record), reservation_to_json(reservation),
-                 datetime.now(timezone.utc).timestamp()),
-            )
-            return cursor.rowcount == 1
-
-        return await self._file.run(self._file.transaction, body)
+        Records added in the same event loop turn share one transaction.
+        """
+        row = (
+            record.request_id,
+            record_to_json(record),
+            reservation_to_json(reservation),
+            datetime.now(timezone.utc).timestamp(),
+        )
+        return await self._adds.submit(row)
 
     async def mark_counted(self, request_id: str) -> None:
-        def body(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE outbox SET counted = 1 WHERE request_id = ?", (request_id,))
-
-        await self._file.run(self._file.transaction, body)
+        """Mark a record's counters as charged; marks of one loop turn share a transaction."""
+        await self._marks.submit(request_id)
 
     async def uncounted(self, older_than_s: float, limit: int = 100) -> list[tuple[SpendRecord, Reservation]]:
         """Return records whose counters were not charged yet (a store outage)."""
@@ -241,6 +277,19 @@ class Outbox:
 
     async def close(self) -> None:
         await self._file.close()
+
+
+def _insert_records(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[bool]:
+    inserted = []
+    for row in rows:
+        cursor = db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, 0, ?)", row)
+        inserted.append(cursor.rowcount == 1)
+    return inserted
+
+
+def _mark_counted(db: sqlite3.Connection, request_ids: list[str]) -> list[None]:
+    db.executemany("UPDATE outbox SET counted = 1 WHERE request_id = ?", [(i,) for i in request_ids])
+    return [None] * len(request_ids)
 
 
 def _matches(record: SpendRecord, charge: Charge) -> bool:

@@ -58,6 +58,8 @@ class RedisStore(BudgetStore):
         self._wake_flusher = asyncio.Event()
         self._rebuilds: dict[tuple[str, ...], asyncio.Future[None]] = {}
         self._closing = False
+        self._marking: set[asyncio.Task[None]] = set()
+        """Outbox marks still being written; `close` waits for them."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -97,6 +99,7 @@ class RedisStore(BudgetStore):
             )
 
     async def close(self) -> None:
+        await asyncio.gather(*self._marking, return_exceptions=True)
         self._closing = True
         self._wake_flusher.set()
         for task in self._tasks:
@@ -221,9 +224,21 @@ class RedisStore(BudgetStore):
                 "outbox and charged when redis is back", record.request_id, exc,
             )
             return True
-        await self.outbox.mark_counted(record.request_id)
-        self._wake_flusher.set()
+        # The mark is not awaited: it only lets the flusher deliver the record,
+        # and if it is lost, the reconcile loop charges again, which the
+        # settled marker in Redis turns into a no-op.
+        task = asyncio.ensure_future(self._mark_counted(record.request_id))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
         return first
+
+    async def _mark_counted(self, request_id: str) -> None:
+        try:
+            await self.outbox.mark_counted(request_id)
+        except StoreError as exc:
+            logger.warning("request %s: outbox mark failed; the reconcile loop retries it: %s", request_id, exc)
+            return
+        self._wake_flusher.set()
 
     async def _settle_counters(self, reservation: Reservation, record: SpendRecord) -> bool:
         charges = reservation.charges
