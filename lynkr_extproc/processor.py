@@ -63,6 +63,7 @@ class StreamProcessor:
         self._settled = False
         self._retrying: asyncio.Future[None] | None = None
         self._fallback = False
+        self._client_body: dict[str, Any] = {}
         self._served: Any = None
         """The route that actually served: a fallback's, when the primary failed."""
 
@@ -156,6 +157,9 @@ class StreamProcessor:
         self.gateway.metrics.holds.inc()
         tier = self.gateway.config.tiers.get(admission.route.tier)
         if tier is not None and tier.fallback:
+            # Kept for the response side: the translation back from the member
+            # that serves reads what the client asked for (streamed usage, model).
+            self._client_body = body
             return self._to_fallback_chain(tier.name, api.name)
         return self._to_upstream(api, body, facts, admission.route)
 
@@ -211,6 +215,8 @@ class StreamProcessor:
             served_by = headers.get(SERVED_BY_HEADER, admission.route.upstream.name)
             self._served = self.gateway.served_route(admission.route, served_by)
             upstream_api, translation = dispatch.response_translation(self._served.upstream, self._api)
+            if translation is not None:
+                self._prime(translation)
             self._reader = self._new_reader(self._api, upstream_api, translation)
             removed_internal.append(SERVED_BY_HEADER)
         reader = self._reader
@@ -233,6 +239,20 @@ class StreamProcessor:
         self.state = State.RESPONSE_BODY
         mode = responses.STREAM_RESPONSE if reader.streaming else responses.BUFFER_RESPONSE
         return responses.response_headers(reply, mode)
+
+    def _prime(self, translation: Any) -> None:
+        """Run the client's request through a fallback member's translation.
+
+        The attempt's own ext_proc stream translated the request that was
+        sent; this copy only records what the response translation needs.
+        """
+        try:
+            translation.request(self._client_body, model=self._served.model)
+        except ClientError as error:
+            logger.warning(
+                "request %s: request not translatable for the response of %s: %s",
+                self.request_id, self._served.upstream.name, error.message,
+            )
 
     # -- response body -----------------------------------------------------
 

@@ -92,6 +92,31 @@ def test_primary_serves_when_healthy(document, upstreams):
     assert records[0]["provider"] == "anthropic"
 
 
+def test_chat_client_fallback_keeps_usage_chunk(tmp_path: Path, upstreams):
+    """A chat client's include_usage survives a fallback translated to Anthropic."""
+    claude, local = upstreams
+    local.choose = Reply.json({"error": {"message": "busy"}}, status=503)
+    document = make_document(tmp_path, claude.url, local.url)
+    document["tiers"]["COMPLEX"] = {
+        "upstream": "local",
+        "model": "local-model",
+        "fallback": [{"upstream": "claude", "model": "claude-sonnet-4"}],
+    }
+    body = dict(request(), stream_options={"include_usage": True})
+    with Stack(document) as stack:
+        response = stack.post("/v1/chat/completions", body, auth())
+        records = stack.records()
+    events = SSEDecoder().feed(response.body)
+    chunks = [json.loads(event.data) for event in events if event.data != "[DONE]"]
+    usage = fixture_usage("anthropic/message_stream")
+    assert response.status == 200
+    assert response.headers["x-lynkr-model"] == "claude-sonnet-4"
+    assert events[-1].data == "[DONE]"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == usage["output_tokens"]
+    assert records[0]["provider"] == "anthropic"
+
+
 @pytest.mark.parametrize("status", [503, 429, 500])
 def test_failed_primary_falls_back_with_translation(document, upstreams, status):
     """A primary returning 5xx or 429 is retried on the llama.cpp fallback, translated."""

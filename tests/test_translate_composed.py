@@ -601,7 +601,7 @@ def test_cut_before_message_stop_keeps_usage() -> None:
 
 
 def test_stream_without_request_keeps_usage() -> None:
-    """A composed stream whose request() never ran, as in a fallback chain, has usage."""
+    """A composed stream whose request() never ran still sends the usage chunk."""
     translator = translation_for("anthropic_messages", "bedrock_converse").stream()
     payloads = validate_anthropic_stream(feed_frames(translator, fixture_body(RECORDED_STREAM)))
     assert payloads[-2]["usage"]["input_tokens"] == 13

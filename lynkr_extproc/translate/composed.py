@@ -72,8 +72,7 @@ class ComposedTranslation:
 
     def stream(self) -> ComposedStream:
         # The outer translation reads the client's counts from the chat usage
-        # chunk. In a fallback chain the response side gets a new translation
-        # whose request() never ran, so the inner one is set to send usage here.
+        # chunk, so the inner one sends it whatever the chat request said.
         if hasattr(self.inner, "include_usage"):
             self.inner.include_usage = True
         return ComposedStream(outer=self.outer.stream(), inner=self.inner.stream())

@@ -44,8 +44,6 @@ class ChatToConverse:
         """True once `request` saw stream_options.include_usage set."""
         self.model = ""
         """The upstream model that `request` received, repeated in responses."""
-        # NOTE: in a fallback chain the response side gets a new translation
-        # whose request() never ran, so responses there carry model "".
 
     def request(self, body: dict[str, Any], *, model: str) -> dict[str, Any]:
         options = body.get("stream_options")
