@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from . import dispatch
 from .config import LEVELS, Config, KeyRecord, Tier, Upstream, Window, missing_credential
@@ -103,6 +103,7 @@ class Gateway:
         self.fail_open_admissions = 0
         """Requests admitted without a hold because the store failed."""
         self._fail_open_logged_at = -FAIL_OPEN_LOG_INTERVAL_S
+        self._periods: dict[tuple[str, Any], tuple[str, datetime | None, datetime | None]] = {}
         self._sessions: dict[str, tuple[str, float]] = {}
         """Session -> (tier, monotonic time the entry expires), oldest first."""
 
@@ -327,7 +328,7 @@ class Gateway:
             if windows is None:
                 windows = self.config.budgets.windows_for(level, shown)
             for window in windows:
-                period, starts, resets = period_range(window.period, now, self.config.timezone)
+                period, starts, resets = self._period(window.period, now)
                 charges.append(
                     Charge(
                         level, shown, counter, window.name, period, window.limit_nanos,
@@ -335,6 +336,18 @@ class Gateway:
                     )
                 )
         return charges
+
+    def _period(self, period: str, now: datetime) -> tuple[str, datetime | None, datetime | None]:
+        """Return period_range for `now`, reusing the last answer until the period ends."""
+        zone = self.config.timezone
+        cached = self._periods.get((period, zone))
+        if cached is not None:
+            starts, resets = cached[1], cached[2]
+            if (starts is None or starts <= now) and (resets is None or now < resets):
+                return cached
+        answer = period_range(period, now, zone)
+        self._periods[(period, zone)] = answer
+        return answer
 
     def estimate(self, route: Route, facts: RequestFacts) -> tuple[int, int]:
         """Return (input tokens, expected output tokens) for the admission hold."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -47,6 +47,7 @@ class Metrics:
             "lynkr_phase_seconds", "Time to answer one ext_proc message, by phase.",
             ["phase"], buckets=PHASE_BUCKETS, registry=registry,
         )
+        self._phases: dict[str, Any] = {}
         self.store_seconds = Histogram(
             "lynkr_store_seconds", "Budget store call latency, by operation.",
             ["operation"], buckets=PHASE_BUCKETS, registry=registry,
@@ -75,7 +76,14 @@ class Metrics:
         try:
             yield
         finally:
-            self.phase_seconds.labels(name).observe(time.perf_counter() - started)
+            self.observe_phase(name, time.perf_counter() - started)
+
+    def observe_phase(self, name: str, seconds: float) -> None:
+        """Record one message's processing time; the labelled child is looked up once."""
+        child = self._phases.get(name)
+        if child is None:
+            child = self._phases[name] = self.phase_seconds.labels(name)
+        child.observe(seconds)
 
     @contextmanager
     def store_call(self, operation: str) -> Iterator[None]:

@@ -18,6 +18,7 @@ import enum
 import json
 import logging
 import math
+import time
 import uuid
 from datetime import datetime
 from typing import Any, Awaitable, Callable
@@ -73,8 +74,11 @@ class StreamProcessor:
         handler = _HANDLERS.get((self.state, kind))
         if handler is None:
             raise ProtocolError(f"invalid input {kind} in state {self.state.value}")
-        with self.gateway.metrics.phase(kind):
+        started = time.perf_counter()
+        try:
             return await handler(self, getattr(request, kind))
+        finally:
+            self.gateway.metrics.observe_phase(kind, time.perf_counter() - started)
 
     # -- request headers ---------------------------------------------------
 

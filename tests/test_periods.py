@@ -5,7 +5,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from lynkr_extproc.config import parse_config
+from lynkr_extproc.gateway import Gateway
 from lynkr_extproc.periods import period_bounds
+from tests.support import cases
 
 UTC = ZoneInfo("UTC")
 
@@ -46,3 +49,21 @@ def test_day_across_daylight_saving_change():
     key, resets = period_bounds("day", at("2026-03-08T12:00:00"), ZoneInfo("America/New_York"))
     assert key == "day:2026-03-08"
     assert resets == at("2026-03-09T04:00:00")
+
+
+def test_gateway_charges_roll_over(tmp_path):
+    """Charges switch to the next day and month keys at the first instant of the new period."""
+    document = cases.document(tmp_path / "store.db")
+    document["budgets"] = {
+        "team": {"t1": [{"period": "day", "limit_usd": 1}, {"period": "month", "limit_usd": 5}]}
+    }
+    now = [at("2026-03-31T23:59:59.999999")]
+    gateway = Gateway(parse_config(document), store=None, clock=lambda: now[0])
+    tenant = gateway.authenticate({"x-api-key": cases.secret("vk-a")})
+
+    before = [charge.period for charge in gateway.charges(tenant)]
+    now[0] = at("2026-04-01T00:00:00")
+    after = [charge.period for charge in gateway.charges(tenant)]
+
+    assert before == ["day:2026-03-31", "month:2026-03"]
+    assert after == ["day:2026-04-01", "month:2026-04"]
