@@ -338,16 +338,16 @@ class Gateway:
         return charges
 
     def _period(self, period: str, now: datetime) -> tuple[str, datetime | None, datetime | None]:
-        """Return period_range for `now`, reusing the last answer until the period ends."""
+        """Return period_range for `now`, reusing the last result until the period ends."""
         zone = self.config.timezone
         cached = self._periods.get((period, zone))
         if cached is not None:
             starts, resets = cached[1], cached[2]
             if (starts is None or starts <= now) and (resets is None or now < resets):
                 return cached
-        answer = period_range(period, now, zone)
-        self._periods[(period, zone)] = answer
-        return answer
+        result = period_range(period, now, zone)
+        self._periods[(period, zone)] = result
+        return result
 
     def estimate(self, route: Route, facts: RequestFacts) -> tuple[int, int]:
         """Return (input tokens, expected output tokens) for the admission hold."""
