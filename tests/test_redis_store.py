@@ -174,19 +174,3 @@ def test_expired_hold_stops_counting(settings):
     assert isinstance(blocked, Rejection)
     assert isinstance(later, Reservation)
 
-
-def test_sqlite_threads_named_in_os(tmp_path: Path):
-    """The SQLite store's thread shows its name in /proc."""
-
-    def names() -> set[str]:
-        tasks = Path("/proc/self/task").iterdir()
-        return {(task / "comm").read_text().strip() for task in tasks}
-
-    async def main() -> set[str]:
-        store = await open_store(f"sqlite:///{tmp_path / 'store.db'}", timeout_s=5.0)
-        try:
-            return names()
-        finally:
-            await store.close()
-
-    assert "lynkr-sqlite" in asyncio.run(main())

@@ -12,12 +12,13 @@ that a crashed process cannot hold budget forever.
 from __future__ import annotations
 
 import abc
+import asyncio
 import ctypes
 import ctypes.util
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from ..pricing import Usage
 
@@ -161,3 +162,49 @@ def store_thread(name: str) -> ThreadPoolExecutor:
             pass  # Not Linux: the thread keeps the process's name.
 
     return ThreadPoolExecutor(1, thread_name_prefix=name, initializer=set_os_name)
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Writes the items submitted in one event loop turn in one transaction.
+
+    Concurrent writers share one commit, so one fsync and one hand-off to
+    the store's thread. `write` gets the connection and the items in
+    order and returns one result per item. `run` runs a function of the
+    connection as one transaction and raises StoreError when it fails, and
+    then every item of the batch gets that error.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[Any], list[Result]]], Awaitable[list[Result]]],
+        write: Callable[[Any, list[Item]], list[Result]],
+    ) -> None:
+        self._run = run
+        self._write = write
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+
+    async def submit(self, item: Item) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) == 1:
+            asyncio.ensure_future(self._commit())
+        return await future
+
+    async def _commit(self) -> None:
+        await asyncio.sleep(0)  # let the other writers of this loop turn join
+        batch, self._pending = self._pending, []
+        items = [item for item, _ in batch]
+        try:
+            results = await self._run(lambda connection: self._write(connection, items))
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)

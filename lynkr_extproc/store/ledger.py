@@ -23,17 +23,16 @@ import logging
 import sqlite3
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import StoreError
 from ..pricing import Usage
-from .base import Charge, Reservation, SpendRecord, store_thread
+from .base import Charge, GroupCommit, Reservation, SpendRecord, store_thread
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-I = TypeVar("I")
 
 _LEVEL_COLUMN = {"virtual_key": "key_id", "team": "team", "org": "org"}
 
@@ -112,6 +111,10 @@ class _SQLiteFile:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite file {self.path} failed: {exc}") from exc
 
+    async def run_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body` in one write transaction on the file's thread."""
+        return await self.run(self.transaction, body)
+
     def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         db = self.connection()
         db.execute("BEGIN IMMEDIATE")
@@ -133,41 +136,6 @@ class _SQLiteFile:
         self._executor.shutdown(wait=True)
 
 
-class _GroupCommit(Generic[I, T]):
-    """Writes the items submitted in one event loop turn in one transaction.
-
-    Concurrent writers then share one commit, so one fsync and one hand-off
-    to the file's thread. `write` returns one result per item, in order.
-    """
-
-    def __init__(self, file: _SQLiteFile, write: Callable[[sqlite3.Connection, list[I]], list[T]]) -> None:
-        self._file = file
-        self._write = write
-        self._pending: list[tuple[I, asyncio.Future[T]]] = []
-
-    async def submit(self, item: I) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if len(self._pending) == 1:
-            asyncio.ensure_future(self._commit())
-        return await future
-
-    async def _commit(self) -> None:
-        await asyncio.sleep(0)  # let the other writers of this loop turn join
-        batch, self._pending = self._pending, []
-        items = [item for item, _ in batch]
-        try:
-            results = await self._file.run(self._file.transaction, lambda db: self._write(db, items))
-        except StoreError as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results):
-            if not future.done():
-                future.set_result(result)
-
-
 _OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     request_id TEXT PRIMARY KEY,
@@ -185,8 +153,8 @@ class Outbox:
 
     def __init__(self, path: str, *, timeout_s: float) -> None:
         self._file = _SQLiteFile(path, timeout_s, _OUTBOX_SCHEMA)
-        self._adds = _GroupCommit(self._file, _insert_records)
-        self._marks = _GroupCommit(self._file, _mark_counted)
+        self._adds = GroupCommit(self._file.run_transaction, _insert_records)
+        self._marks = GroupCommit(self._file.run_transaction, _mark_counted)
 
     async def open(self) -> None:
         await self._file.open()

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from ..errors import StoreError
 from ..pricing import Usage
-from .base import BudgetStore, Charge, Rejection, Reservation, SpendRecord, store_thread
+from .base import BudgetStore, Charge, GroupCommit, Rejection, Reservation, SpendRecord, store_thread
 
 T = TypeVar("T")
 
@@ -100,7 +100,8 @@ class SQLiteStore(BudgetStore):
         self._timeout_s = timeout_s
         self._executor = store_thread("lynkr-sqlite")
         self._db: sqlite3.Connection | None = None
-        self._pending_settles: list[tuple[Reservation, SpendRecord, asyncio.Future[bool]]] = []
+        self._reserves = GroupCommit(self._run_transaction, _reserve_all)
+        self._settles = GroupCommit(self._run_transaction, _settle_all)
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -176,53 +177,19 @@ class SQLiteStore(BudgetStore):
         *,
         ttl_s: float,
     ) -> Reservation | Rejection:
-        def body(db: sqlite3.Connection) -> Reservation | Rejection:
-            now = time.time()
-            db.execute("DELETE FROM budget_holds WHERE expires_at <= ?", (now,))
-            remaining: int | None = None
-            for charge in charges:
-                committed, held = _balance(db, charge)
-                spent = committed + held
-                if spent >= charge.limit_nanos or spent + estimate_nanos > charge.limit_nanos:
-                    return Rejection(charge, committed, held)
-                room = charge.limit_nanos - spent - estimate_nanos
-                remaining = room if remaining is None else min(remaining, room)
-            db.executemany(
-                "INSERT INTO budget_holds VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (hold_id, c.level, c.counter, c.period, estimate_nanos, now + ttl_s)
-                    for c in charges
-                ],
-            )
-            return Reservation(hold_id, tuple(charges), estimate_nanos, remaining)
+        """Reserve in a group commit: the reserves of one loop turn share a transaction.
 
-        return await self._run(self._transaction, body)
+        They run one after another inside it, so each one counts the holds of
+        the ones before, exactly as separate transactions would.
+        """
+        return await self._reserves.submit((hold_id, tuple(charges), estimate_nanos, ttl_s))
 
     async def settle(self, reservation: Reservation, record: SpendRecord) -> bool:
         """Settle in a group commit: settles waiting together share one fsync."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending_settles.append((reservation, record, future))
-        if len(self._pending_settles) == 1:
-            asyncio.ensure_future(self._commit_settles())
-        return await future
+        return await self._settles.submit((reservation, record))
 
-    async def _commit_settles(self) -> None:
-        await asyncio.sleep(0)  # let settles of the same loop turn join the batch
-        batch, self._pending_settles = self._pending_settles, []
-
-        def body(db: sqlite3.Connection) -> list[bool]:
-            return [_settle_one(db, reservation, record) for reservation, record, _ in batch]
-
-        try:
-            results = await self._run(self._transaction, body)
-        except StoreError as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), inserted in zip(batch, results):
-            if not future.done():
-                future.set_result(inserted)
+    async def _run_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(self._transaction, body)
 
     async def release(self, reservation: Reservation) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -283,6 +250,36 @@ class SQLiteStore(BudgetStore):
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+def _reserve_all(
+    db: sqlite3.Connection, items: list[tuple[str, tuple[Charge, ...], int, float]]
+) -> list[Reservation | Rejection]:
+    now = time.time()
+    db.execute("DELETE FROM budget_holds WHERE expires_at <= ?", (now,))
+    return [_reserve_one(db, now, *item) for item in items]
+
+
+def _reserve_one(
+    db: sqlite3.Connection, now: float, hold_id: str, charges: tuple[Charge, ...], estimate_nanos: int, ttl_s: float
+) -> Reservation | Rejection:
+    remaining: int | None = None
+    for charge in charges:
+        committed, held = _balance(db, charge)
+        spent = committed + held
+        if spent >= charge.limit_nanos or spent + estimate_nanos > charge.limit_nanos:
+            return Rejection(charge, committed, held)
+        room = charge.limit_nanos - spent - estimate_nanos
+        remaining = room if remaining is None else min(remaining, room)
+    db.executemany(
+        "INSERT INTO budget_holds VALUES (?, ?, ?, ?, ?, ?)",
+        [(hold_id, c.level, c.counter, c.period, estimate_nanos, now + ttl_s) for c in charges],
+    )
+    return Reservation(hold_id, charges, estimate_nanos, remaining)
+
+
+def _settle_all(db: sqlite3.Connection, items: list[tuple[Reservation, SpendRecord]]) -> list[bool]:
+    return [_settle_one(db, reservation, record) for reservation, record in items]
 
 
 def _settle_one(db: sqlite3.Connection, reservation: Reservation, record: SpendRecord) -> bool:
