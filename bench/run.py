@@ -23,6 +23,7 @@ import platform
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -696,6 +697,11 @@ def slow_stream_test(
         result = _hold_slow_streams(
             folder, args, body, stream_body, upstream, upstream_port
         )
+        # The serve process has drained and exited: every admitted stream's
+        # record must be in the file by now.
+        result["records_added"] = (
+            _spend_rows(folder / "slow-store.db") - result["records_before"]
+        )
         result["default_breakers"] = default_breakers_probe(
             folder, upstream_port, stream_body
         )
@@ -732,7 +738,11 @@ def _hold_slow_streams(
         admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
         load.run_wrk(port, PATH, body, stacks.KEY_SECRET, connections=8, duration_s=2)
         time.sleep(2)
-        result: dict[str, Any] = {"before_kib": load.rss_kib(lynkr.pid), "steps": []}
+        result: dict[str, Any] = {
+            "before_kib": load.rss_kib(lynkr.pid),
+            "steps": [],
+            "records_before": _spend_rows(folder / "slow-store.db"),
+        }
         log(f"slow streams: ext_proc RSS before {result['before_kib']} KiB")
 
         async def hold() -> None:
@@ -770,6 +780,11 @@ def _hold_slow_streams(
     finally:
         for child in reversed(children):
             child.stop(timeout_s=10)
+
+
+def _spend_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM spend_log").fetchone()[0]
 
 
 def default_breakers_probe(
