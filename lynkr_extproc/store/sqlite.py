@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS holds.budget_holds (
 );
 CREATE INDEX IF NOT EXISTS holds.budget_holds_by_counter ON budget_holds (level, counter, period);
 CREATE INDEX IF NOT EXISTS holds.budget_holds_by_expiry ON budget_holds (expires_at);
+CREATE TABLE IF NOT EXISTS holds.hold_totals (
+    level TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    period TEXT NOT NULL,
+    held INTEGER NOT NULL,
+    PRIMARY KEY (level, counter, period)
+) WITHOUT ROWID;
 """
 
 
@@ -125,6 +132,9 @@ class SQLiteStore(BudgetStore):
         db.executescript(_HOLDS_SCHEMA)
         self._db = db
         self._migrate(db)
+        # hold_totals keeps each counter's held sum, so that a reserve reads one
+        # row instead of summing every open hold; rebuilt here from the holds.
+        self._transaction(_rebuild_hold_totals)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -193,13 +203,13 @@ class SQLiteStore(BudgetStore):
 
     async def release(self, reservation: Reservation) -> None:
         def body(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (reservation.hold_id,))
+            _drop_hold(db, reservation.hold_id)
 
         await self._run(self._transaction, body)
 
     async def balance(self, charge: Charge) -> tuple[int, int]:
         def body(db: sqlite3.Connection) -> tuple[int, int]:
-            db.execute("DELETE FROM budget_holds WHERE expires_at <= ?", (time.time(),))
+            _expire_holds(db, time.time())
             return _balance(db, charge)
 
         return await self._run(self._transaction, body)
@@ -256,7 +266,7 @@ def _reserve_all(
     db: sqlite3.Connection, items: list[tuple[str, tuple[Charge, ...], int, float]]
 ) -> list[Reservation | Rejection]:
     now = time.time()
-    db.execute("DELETE FROM budget_holds WHERE expires_at <= ?", (now,))
+    _expire_holds(db, now)
     return [_reserve_one(db, now, *item) for item in items]
 
 
@@ -274,6 +284,11 @@ def _reserve_one(
     db.executemany(
         "INSERT INTO budget_holds VALUES (?, ?, ?, ?, ?, ?)",
         [(hold_id, c.level, c.counter, c.period, estimate_nanos, now + ttl_s) for c in charges],
+    )
+    db.executemany(
+        "INSERT INTO hold_totals VALUES (?, ?, ?, ?) ON CONFLICT (level, counter, period) "
+        "DO UPDATE SET held = held + excluded.held",
+        [(c.level, c.counter, c.period, estimate_nanos) for c in charges],
     )
     return Reservation(hold_id, charges, estimate_nanos, remaining)
 
@@ -295,7 +310,7 @@ def _settle_one(db: sqlite3.Connection, reservation: Reservation, record: SpendR
             "DO UPDATE SET committed = committed + excluded.committed",
             [(c.level, c.counter, c.period, record.cost_nanos) for c in reservation.charges],
         )
-    db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (reservation.hold_id,))
+    _drop_hold(db, reservation.hold_id)
     return bool(inserted)
 
 
@@ -306,11 +321,45 @@ def _balance(db: sqlite3.Connection, charge: Charge) -> tuple[int, int]:
         key,
     ).fetchone()
     held = db.execute(
-        "SELECT coalesce(sum(amount), 0) FROM budget_holds "
-        "WHERE level = ? AND counter = ? AND period = ?",
-        key,
-    ).fetchone()[0]
-    return (row[0] if row else 0), held
+        "SELECT held FROM hold_totals WHERE level = ? AND counter = ? AND period = ?", key
+    ).fetchone()
+    return (row[0] if row else 0), (held[0] if held else 0)
+
+
+def _drop_hold(db: sqlite3.Connection, hold_id: str) -> None:
+    """Delete one reservation's holds and take their amounts off the totals."""
+    rows = db.execute(
+        "SELECT amount, level, counter, period FROM budget_holds WHERE hold_id = ?", (hold_id,)
+    ).fetchall()
+    if rows:
+        db.executemany(_SUBTRACT_HELD, rows)
+        db.execute("DELETE FROM budget_holds WHERE hold_id = ?", (hold_id,))
+
+
+def _expire_holds(db: sqlite3.Connection, now: float) -> None:
+    """Delete expired holds and take their amounts off the totals."""
+    expired = db.execute(
+        "SELECT sum(amount), level, counter, period FROM budget_holds "
+        "WHERE expires_at <= ? GROUP BY level, counter, period",
+        (now,),
+    ).fetchall()
+    if expired:
+        db.executemany(_SUBTRACT_HELD, expired)
+        db.execute("DELETE FROM budget_holds WHERE expires_at <= ?", (now,))
+        db.execute("DELETE FROM hold_totals WHERE held = 0")
+
+
+def _rebuild_hold_totals(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM hold_totals")
+    db.execute(
+        "INSERT INTO hold_totals SELECT level, counter, period, sum(amount) "
+        "FROM budget_holds GROUP BY level, counter, period"
+    )
+
+
+_SUBTRACT_HELD = (
+    "UPDATE hold_totals SET held = held - ? WHERE level = ? AND counter = ? AND period = ?"
+)
 
 
 def _record_row(record: SpendRecord) -> tuple[Any, ...]:
