@@ -164,7 +164,12 @@ def targets(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
     def add(
         target: str, goal: str, measured: float | None, ok: bool | None, unit: str = ""
     ) -> None:
-        value = "not measured" if measured is None else f"{measured:.2f}{unit}"
+        if measured is None:
+            value = "not measured"
+        elif isinstance(measured, int):
+            value = f"{measured:,}{unit}"
+        else:
+            value = f"{measured:.2f}{unit}"
         if ok is None:
             verdict = "n/a"
         elif ok:
@@ -232,6 +237,21 @@ def targets(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
                 per_stream <= 40,
                 " KB",
             )
+        last = slow["steps"][-1]
+        logged = sum(
+            group["count"]
+            for name, groups in (results.get("log_problems") or {}).items()
+            if name.startswith("slow.")
+            for group in groups
+        )
+        errors = last["failed"] + last.get("ended_early", 0) + logged
+        add(
+            f"{last['target']:,} concurrent slow streams on one ext_proc process: failed or "
+            "rejected streams, WARNING and ERROR log lines",
+            "0",
+            errors,
+            errors == 0,
+        )
     return ["| target | goal | measured | |", "|---|---|---:|---|", *rows]
 
 

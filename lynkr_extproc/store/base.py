@@ -169,34 +169,51 @@ Result = TypeVar("Result")
 
 
 class GroupCommit(Generic[Item, Result]):
-    """Writes the items submitted in one event loop turn in one transaction.
+    """Writes the items submitted while no write of theirs runs in one transaction.
 
-    Concurrent writers share one commit, so one fsync and one hand-off to
-    the store's thread. `write` gets the connection and the items in
-    order and returns one result per item. `run` runs a function of the
-    connection as one transaction and raises StoreError when it fails, and
-    then every item of the batch gets that error.
+    One transaction runs at a time. Items that arrive while it runs wait
+    and go together into the next one, at most `max_items` per
+    transaction, so concurrent writers share one commit, one fsync and one
+    hand-off to the store's thread, and the store's deadline covers one
+    transaction of bounded size, never the wait behind the ones before.
+    `write` gets the connection and the items in order and returns one
+    result per item. `run` runs a function of the connection as one
+    transaction; when it raises, every item of that transaction gets the
+    exception.
     """
 
     def __init__(
         self,
         run: Callable[[Callable[[Any], list[Result]]], Awaitable[list[Result]]],
         write: Callable[[Any, list[Item]], list[Result]],
+        *,
+        max_items: int = 500,
     ) -> None:
         self._run = run
         self._write = write
+        self._max_items = max_items
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._running = False
 
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if len(self._pending) == 1:
-            asyncio.ensure_future(self._commit())
+        if not self._running:
+            self._running = True
+            asyncio.ensure_future(self._drain())
         return await future
 
-    async def _commit(self) -> None:
-        await asyncio.sleep(0)  # let the other writers of this loop turn join
-        batch, self._pending = self._pending, []
+    async def _drain(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the other writers of this loop turn join
+            while self._pending:
+                batch = self._pending[: self._max_items]
+                del self._pending[: self._max_items]
+                await self._commit(batch)
+        finally:
+            self._running = False
+
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         items = [item for item, _ in batch]
         try:
             results = await self._run(lambda connection: self._write(connection, items))
