@@ -173,8 +173,8 @@ class GroupCommit(Generic[Item, Result]):
 
     One transaction runs at a time. Items that arrive while it runs wait
     and go together into the next one, at most `max_items` per
-    transaction, so concurrent writers share one commit, one fsync and one
-    hand-off to the store's thread, and the store's deadline covers one
+    transaction. Concurrent writers thus share one commit, one fsync and
+    one hand-off to the store's thread. The store's deadline covers one
     transaction of bounded size, never the wait behind the ones before.
     `write` gets the connection and the items in order and returns one
     result per item. `run` runs a function of the connection as one
