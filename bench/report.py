@@ -377,18 +377,24 @@ def prediction(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
                     "ledger writes go to PostgreSQL in batches through the outbox."
                 )
         lines.append(text)
-    lines += [
-        (
-            f"- On this {cores}-core machine the curve flattens after 1 process: Envoy's "
-            f"{results['settings']['envoy_workers']} workers, the upstream and wrk already "
-            "share the two cores, so another `serve` process takes CPU from them (the machine "
-            "bound column), and contention raises the CPU per request. The prediction above "
-            "assumes the per-request CPU measured here stays the same with more cores, which "
-            "holds for the ext_proc processes (they share nothing but the store) and is "
-            "optimistic for Envoy."
-        ),
-        "",
+    curve = [
+        (count, derived["json"][name]["32"]["rps"])
+        for count, name in enumerate(SCALING[0][1], start=1)
+        if "32" in derived["json"].get(name, {})
     ]
+    if curve:
+        best = max(curve, key=lambda point: point[1])
+        shape = ", ".join(f"{count}: {rps:,.0f}" for count, rps in curve)
+        lines.append(
+            f"- On this {cores}-core machine the SQLite curve (processes: req/s) is {shape}, "
+            f"best at {best[0]}. Envoy's {results['settings']['envoy_workers']} workers, the "
+            "upstream and wrk already share the two cores, so another `serve` process takes CPU "
+            "from them (the machine bound column) and contention raises the CPU per request. "
+            "The prediction above assumes the per-request CPU measured here stays the same with "
+            "more cores, which holds for the ext_proc processes (they share nothing but the "
+            "store) and is optimistic for Envoy."
+        )
+    lines.append("")
     return lines
 
 
