@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from ...errors import InvalidRequestError
+from .._chat_messages import Blocks, Conversation, read_conversation
 from .._common import (
     FieldRule,
-    parse_arguments,
     parse_data_url,
     require_dict,
     require_list,
@@ -142,7 +140,6 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 )
 
 _TOOL_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
-_SYSTEM_ROLES = ("system", "developer")
 _HANDLED_FIELDS = {
     "model",
     "messages",
@@ -168,22 +165,6 @@ _HANDLED_FIELDS = {
 """Top-level fields read here. Any other field is left out and logged at debug."""
 
 
-@dataclass
-class _Conversation:
-    """Anthropic messages being built, merging consecutive same-role turns."""
-
-    system: list[dict[str, Any]]
-    messages: list[dict[str, Any]]
-
-    def add(self, role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if self.messages and self.messages[-1]["role"] == role:
-            self.messages[-1]["content"].extend(blocks)
-        else:
-            self.messages.append({"role": role, "content": list(blocks)})
-
-
 def anthropic_tool_id(call_id: str) -> str:
     """Return `call_id` with the characters Anthropic rejects in ids replaced.
 
@@ -198,7 +179,7 @@ def translate_request(
 ) -> dict[str, Any]:
     """Translate a Chat Completions request into an Anthropic Messages request."""
     _reject_unsupported(body)
-    conversation = _conversation(body)
+    conversation = read_conversation(body, _BLOCKS, Conversation(system=[], messages=[]))
     upstream: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body)}
     if upstream["max_tokens"] is None:
         upstream["max_tokens"] = default_max_tokens
@@ -273,202 +254,63 @@ def _copy_sampling(body: dict[str, Any], upstream: dict[str, Any]) -> None:
 # -- messages ---------------------------------------------------------------
 
 
-def _conversation(body: dict[str, Any]) -> _Conversation:
-    conversation = _Conversation(system=[], messages=[])
-    entries = require_list(body.get("messages"), "messages")
-    for index, message in enumerate(entries):
-        path = f"messages[{index}]"
-        message = require_dict(message, path)
-        role = message.get("role")
-        if role in _SYSTEM_ROLES:
-            conversation.system.extend(_text_blocks(message.get("content"), path, role))
-        elif role == "user":
-            conversation.add("user", _user_blocks(message.get("content"), path))
-        elif role == "assistant":
-            conversation.add("assistant", _assistant_blocks(message, path))
-        elif role == "tool":
-            conversation.add("user", [_tool_result(message, path)])
-        elif role == "function":
-            raise unsupported(
-                f"{path}.role",
-                "a deprecated function message",
-                UPSTREAM,
-                "send tool messages",
-            )
+class _AnthropicBlocks(Blocks):
+    upstream = UPSTREAM
+    short_name = "Anthropic"
+
+    def text(self, text: str) -> dict[str, Any]:
+        return {"type": "text", "text": text}
+
+    def image(self, part: dict[str, Any], path: str) -> dict[str, Any]:
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        url = require_str(url, f"{path}.image_url.url")
+        if url.startswith("data:"):
+            parsed = parse_data_url(url)
+            if parsed is None:
+                raise unsupported(
+                    f"{path}.image_url.url",
+                    "a data URL that is not base64",
+                    UPSTREAM,
+                    "encode the image as base64",
+                )
+            media_type, data = parsed
+            source = {"type": "base64", "media_type": media_type, "data": data}
         else:
-            raise InvalidRequestError(
-                f"{path}.role must be system, developer, user, assistant or tool, "
-                f"got {role!r}"
-            )
-    if not conversation.messages and conversation.system:
-        conversation.add("user", conversation.system)
-        conversation.system = []
-    if not conversation.messages:
-        raise InvalidRequestError(
-            "messages has no message with text or other content, but "
-            "Anthropic requires at least one"
-        )
-    return conversation
+            source = {"type": "url", "url": url}
+        return {"type": "image", "source": source}
 
-
-def _parts(content: Any, path: str) -> list[dict[str, Any]]:
-    """Return message content as a list of parts, a string as one text part."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    parts = require_list(content, f"{path}.content", allow_empty=True)
-    for index, part in enumerate(parts):
-        require_dict(part, f"{path}.content[{index}]")
-    return parts
-
-
-def _text_blocks(content: Any, path: str, role: str) -> list[dict[str, Any]]:
-    """Return the text of system, developer or tool content as text blocks.
-
-    Anthropic rejects empty text blocks, so empty text is left out.
-    """
-    blocks = []
-    for index, part in enumerate(_parts(content, path)):
-        if part.get("type") != "text":
-            raise unsupported(
-                f"{path}.content[{index}].type",
-                f"a {part.get('type')!r} part in a {role} message",
-                UPSTREAM,
-                "send text parts",
-            )
-        text = require_str(part.get("text"), f"{path}.content[{index}].text")
-        if text:
-            blocks.append({"type": "text", "text": text})
-    return blocks
-
-
-def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
-    blocks = []
-    for index, part in enumerate(_parts(content, path)):
-        part_path = f"{path}.content[{index}]"
-        kind = part.get("type")
-        if kind == "text":
-            text = require_str(part.get("text"), f"{part_path}.text")
-            if text:
-                blocks.append({"type": "text", "text": text})
-        elif kind == "image_url":
-            blocks.append(_image_block(part, part_path))
-        elif kind == "file":
-            blocks.append(_document_block(part, part_path))
-        else:
-            raise unsupported(
-                f"{part_path}.type",
-                f"a {kind!r} content part",
-                UPSTREAM,
-                "send text, image_url or file parts",
-            )
-    return blocks
-
-
-def _image_block(part: dict[str, Any], path: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    url = require_str(url, f"{path}.image_url.url")
-    if url.startswith("data:"):
-        parsed = parse_data_url(url)
+    def document(self, part: dict[str, Any], path: str, position: int) -> dict[str, Any]:
+        file = require_dict(part.get("file"), f"{path}.file")
+        data_url = file.get("file_data")
+        parsed = parse_data_url(data_url) if isinstance(data_url, str) else None
         if parsed is None:
             raise unsupported(
-                f"{path}.image_url.url",
-                "a data URL that is not base64",
+                f"{path}.file",
+                "a file without base64 file_data",
                 UPSTREAM,
-                "encode the image as base64",
+                "send the file's content as a base64 data URL in file_data",
             )
         media_type, data = parsed
-        source = {"type": "base64", "media_type": media_type, "data": data}
-    else:
-        source = {"type": "url", "url": url}
-    return {"type": "image", "source": source}
+        block: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+        if isinstance(file.get("filename"), str):
+            block["title"] = file["filename"]
+        return block
+
+    def tool_use(self, call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "tool_use", "id": anthropic_tool_id(call_id), "name": name, "input": arguments}
+
+    def tool_result(self, call_id: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": anthropic_tool_id(call_id)}
+        if content:
+            block["content"] = content
+        return block
 
 
-def _document_block(part: dict[str, Any], path: str) -> dict[str, Any]:
-    file = require_dict(part.get("file"), f"{path}.file")
-    data_url = file.get("file_data")
-    parsed = parse_data_url(data_url) if isinstance(data_url, str) else None
-    if parsed is None:
-        raise unsupported(
-            f"{path}.file",
-            "a file without base64 file_data",
-            UPSTREAM,
-            "send the file's content as a base64 data URL in file_data",
-        )
-    media_type, data = parsed
-    block: dict[str, Any] = {
-        "type": "document",
-        "source": {"type": "base64", "media_type": media_type, "data": data},
-    }
-    if isinstance(file.get("filename"), str):
-        block["title"] = file["filename"]
-    return block
-
-
-def _assistant_blocks(message: dict[str, Any], path: str) -> list[dict[str, Any]]:
-    blocks = []
-    for index, part in enumerate(_parts(message.get("content"), path)):
-        part_path = f"{path}.content[{index}]"
-        kind = part.get("type")
-        if kind not in ("text", "refusal"):
-            raise unsupported(
-                f"{part_path}.type",
-                f"a {kind!r} part in an assistant message",
-                UPSTREAM,
-                "send text parts",
-            )
-        text = require_str(part.get(kind), f"{part_path}.{kind}")
-        if text:
-            blocks.append({"type": "text", "text": text})
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
-        blocks.append({"type": "text", "text": refusal})
-    if message.get("function_call"):
-        raise unsupported(
-            f"{path}.function_call",
-            "a deprecated function_call",
-            UPSTREAM,
-            "send tool_calls",
-        )
-    calls = message.get("tool_calls")
-    if calls is not None:
-        for index, call in enumerate(
-            require_list(calls, f"{path}.tool_calls", allow_empty=True)
-        ):
-            blocks.append(_tool_use(call, f"{path}.tool_calls[{index}]"))
-    return blocks
-
-
-def _tool_use(call: Any, path: str) -> dict[str, Any]:
-    call = require_dict(call, path)
-    if call.get("type", "function") != "function":
-        raise unsupported(
-            f"{path}.type",
-            f"a {call.get('type')!r} tool call",
-            UPSTREAM,
-            "send function tool calls",
-        )
-    function = require_dict(call.get("function"), f"{path}.function")
-    return {
-        "type": "tool_use",
-        "id": anthropic_tool_id(require_str(call.get("id"), f"{path}.id")),
-        "name": require_str(function.get("name"), f"{path}.function.name"),
-        "input": parse_arguments(function.get("arguments")),
-    }
-
-
-def _tool_result(message: dict[str, Any], path: str) -> dict[str, Any]:
-    call_id = require_str(message.get("tool_call_id"), f"{path}.tool_call_id")
-    block: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": anthropic_tool_id(call_id),
-    }
-    content = _text_blocks(message.get("content"), path, "tool")
-    if content:
-        block["content"] = content
-    return block
+_BLOCKS = _AnthropicBlocks()
 
 
 # -- tools and output format ------------------------------------------------

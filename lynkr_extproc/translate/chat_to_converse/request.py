@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from ...errors import InvalidRequestError
+from .._chat_messages import Blocks, Conversation, read_conversation
 from .._common import (
     FieldRule,
     derive_id,
     dump_json,
-    parse_arguments,
     parse_data_url,
     require_dict,
     require_list,
@@ -217,7 +215,6 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 )
 
 _TOOL_ID_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
-_SYSTEM_ROLES = ("system", "developer")
 _ANY_OBJECT_SCHEMA = {"type": "object"}
 _HANDLED_FIELDS = {
     "model",
@@ -241,20 +238,8 @@ _HANDLED_FIELDS = {
 """Top-level fields read here. Any other field is left out and logged at debug."""
 
 
-@dataclass
-class _Conversation:
+class _Conversation(Conversation):
     """Converse messages being built, merging consecutive same-role turns."""
-
-    system: list[dict[str, Any]]
-    messages: list[dict[str, Any]]
-
-    def add(self, role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if self.messages and self.messages[-1]["role"] == role:
-            self.messages[-1]["content"].extend(blocks)
-        else:
-            self.messages.append({"role": role, "content": list(blocks)})
 
     def tool_names(self) -> list[str]:
         """Return the names of the tools that the messages call, in order."""
@@ -290,7 +275,7 @@ def converse_tool_id(call_id: str) -> str:
 def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     """Translate a Chat Completions request into a Converse request body."""
     _reject_unsupported(body)
-    conversation = _conversation(body)
+    conversation = read_conversation(body, _BLOCKS, _Conversation(system=[], messages=[]))
     upstream: dict[str, Any] = {"messages": conversation.messages}
     if conversation.system:
         upstream["system"] = conversation.system
@@ -357,99 +342,6 @@ def _inference_config(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- messages ---------------------------------------------------------------
-
-
-def _conversation(body: dict[str, Any]) -> _Conversation:
-    conversation = _Conversation(system=[], messages=[])
-    entries = require_list(body.get("messages"), "messages")
-    for index, message in enumerate(entries):
-        path = f"messages[{index}]"
-        message = require_dict(message, path)
-        role = message.get("role")
-        if role in _SYSTEM_ROLES:
-            conversation.system.extend(_text_blocks(message.get("content"), path, role))
-        elif role == "user":
-            conversation.add("user", _user_blocks(message.get("content"), path))
-        elif role == "assistant":
-            conversation.add("assistant", _assistant_blocks(message, path))
-        elif role == "tool":
-            conversation.add("user", [_tool_result(message, path)])
-        elif role == "function":
-            raise unsupported(
-                f"{path}.role",
-                "a deprecated function message",
-                UPSTREAM,
-                "send tool messages",
-            )
-        else:
-            raise InvalidRequestError(
-                f"{path}.role must be system, developer, user, assistant or tool, "
-                f"got {role!r}"
-            )
-    if not conversation.messages and conversation.system:
-        conversation.add("user", conversation.system)
-        conversation.system = []
-    if not conversation.messages:
-        raise InvalidRequestError(
-            "messages has no message with text or other content, but "
-            "Converse requires at least one"
-        )
-    return conversation
-
-
-def _parts(content: Any, path: str) -> list[dict[str, Any]]:
-    """Return message content as a list of parts, a string as one text part."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    parts = require_list(content, f"{path}.content", allow_empty=True)
-    for index, part in enumerate(parts):
-        require_dict(part, f"{path}.content[{index}]")
-    return parts
-
-
-def _text_blocks(content: Any, path: str, role: str) -> list[dict[str, Any]]:
-    """Return the text of system, developer or tool content as text blocks.
-
-    Converse rejects empty text blocks, so empty text is left out.
-    """
-    blocks = []
-    for index, part in enumerate(_parts(content, path)):
-        if part.get("type") != "text":
-            raise unsupported(
-                f"{path}.content[{index}].type",
-                f"a {part.get('type')!r} part in a {role} message",
-                UPSTREAM,
-                "send text parts",
-            )
-        text = require_str(part.get("text"), f"{path}.content[{index}].text")
-        if text:
-            blocks.append({"text": text})
-    return blocks
-
-
-def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
-    blocks = []
-    for index, part in enumerate(_parts(content, path)):
-        part_path = f"{path}.content[{index}]"
-        kind = part.get("type")
-        if kind == "text":
-            text = require_str(part.get("text"), f"{part_path}.text")
-            if text:
-                blocks.append({"text": text})
-        elif kind == "image_url":
-            blocks.append(_image_block(part, part_path))
-        elif kind == "file":
-            blocks.append(_document_block(part, part_path, len(blocks)))
-        else:
-            raise unsupported(
-                f"{part_path}.type",
-                f"a {kind!r} content part",
-                UPSTREAM,
-                "send text, image_url or file parts",
-            )
-    return blocks
 
 
 def _image_block(part: dict[str, Any], path: str) -> dict[str, Any]:
@@ -521,72 +413,38 @@ def _document_name(filename: Any, position: int) -> str:
     return name or f"document {position + 1}"
 
 
-def _assistant_blocks(message: dict[str, Any], path: str) -> list[dict[str, Any]]:
-    blocks = []
-    for index, part in enumerate(_parts(message.get("content"), path)):
-        part_path = f"{path}.content[{index}]"
-        kind = part.get("type")
-        if kind not in ("text", "refusal"):
-            raise unsupported(
-                f"{part_path}.type",
-                f"a {kind!r} part in an assistant message",
-                UPSTREAM,
-                "send text parts",
-            )
-        text = require_str(part.get(kind), f"{part_path}.{kind}")
-        if text:
-            blocks.append({"text": text})
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
-        blocks.append({"text": refusal})
-    if message.get("function_call"):
-        raise unsupported(
-            f"{path}.function_call",
-            "a deprecated function call",
-            UPSTREAM,
-            "send tool_calls",
-        )
-    calls = message.get("tool_calls")
-    if calls:
-        for index, call in enumerate(require_list(calls, f"{path}.tool_calls")):
-            blocks.append(_tool_use(call, f"{path}.tool_calls[{index}]"))
-    return blocks
+class _ConverseBlocks(Blocks):
+    upstream = UPSTREAM
+    short_name = "Converse"
 
+    def text(self, text: str) -> dict[str, Any]:
+        return {"text": text}
 
-def _tool_use(call: Any, path: str) -> dict[str, Any]:
-    call = require_dict(call, path)
-    if call.get("type", "function") != "function":
-        raise unsupported(
-            f"{path}.type",
-            f"a {call.get('type')!r} tool call",
-            UPSTREAM,
-            "send function tool calls",
-        )
-    function = require_dict(call.get("function"), f"{path}.function")
-    return {
-        "toolUse": {
-            "toolUseId": converse_tool_id(require_str(call.get("id"), f"{path}.id")),
-            "name": require_str(function.get("name"), f"{path}.function.name"),
-            "input": parse_arguments(function.get("arguments")),
+    def image(self, part: dict[str, Any], path: str) -> dict[str, Any]:
+        return _image_block(part, path)
+
+    def document(self, part: dict[str, Any], path: str, position: int) -> dict[str, Any]:
+        return _document_block(part, path, position)
+
+    def tool_use(self, call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"toolUse": {"toolUseId": converse_tool_id(call_id), "name": name, "input": arguments}}
+
+    def tool_result(self, call_id: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+        """Build a toolResult block from a tool message's text.
+
+        The block has no status: chat tool messages carry no error flag, and
+        the Converse reference documents the field for Amazon Nova and
+        Anthropic Claude models only.
+        """
+        return {
+            "toolResult": {
+                "toolUseId": converse_tool_id(call_id),
+                "content": content or [{"text": EMPTY_TOOL_RESULT}],
+            }
         }
-    }
 
 
-def _tool_result(message: dict[str, Any], path: str) -> dict[str, Any]:
-    """Build a toolResult block from a tool message.
-
-    The block has no status: chat tool messages carry no error flag, and
-    the Converse reference documents the field for Amazon Nova and
-    Anthropic Claude models only.
-    """
-    call_id = require_str(message.get("tool_call_id"), f"{path}.tool_call_id")
-    content = _text_blocks(message.get("content"), path, "tool")
-    return {
-        "toolResult": {
-            "toolUseId": converse_tool_id(call_id),
-            "content": content or [{"text": EMPTY_TOOL_RESULT}],
-        }
-    }
+_BLOCKS = _ConverseBlocks()
 
 
 # -- tools and output format ------------------------------------------------
