@@ -98,6 +98,32 @@ def sse_data(data: dict[str, Any] | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
+def chat_chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None,
+    *,
+    include_usage: bool,
+) -> bytes:
+    """Frame one chat.completion.chunk with a single choice.
+
+    With `include_usage`, the chunk carries "usage": null, as OpenAI's
+    chunks do before the usage chunk when the client asked for usage.
+    """
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+    if include_usage:
+        chunk["usage"] = None
+    return sse_data(chunk)
+
+
 def token_count(value: Any) -> int:
     """Return a usage count as a non-negative int, or 0 when it is invalid."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

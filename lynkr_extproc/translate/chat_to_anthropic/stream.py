@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from ...sse import Event
-from .._common import dump_arguments, load_json, sse_data
+from .._common import chat_chunk, dump_arguments, load_json, sse_data
 from .._errors import error_message, error_type, openai_error
 from .response import completion_id, finish_reason, usage
 
@@ -71,18 +71,9 @@ class ChatStream:
         return self._fail(INCOMPLETE_MESSAGE, None)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [
-                {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            ],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return sse_data(chunk)
+        return chat_chunk(
+            self._id, self._created, self._model, delta, finish, include_usage=self._include_usage
+        )
 
     def _message_start(self, payload: dict[str, Any]) -> bytes:
         message = payload.get("message")

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from ...sse import Event
-from .._common import load_json, sse_data
+from .._common import chat_chunk, load_json, sse_data
 from .._errors import error_message, openai_error
 from .response import exception_error, finish_reason, usage
 
@@ -153,18 +153,9 @@ class ChatStream:
     # -- output -------------------------------------------------------------
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [
-                {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            ],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return sse_data(chunk)
+        return chat_chunk(
+            self._id, self._created, self._model, delta, finish, include_usage=self._include_usage
+        )
 
     def _end(self) -> bytes:
         out = bytearray()
