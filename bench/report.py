@@ -287,17 +287,21 @@ def why_missed(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
             extra = row["cpu_us"]["ext_proc"] - floor_cpu
             lines.append(
                 f"  - {results['configurations'][name]['label']} spends {extra:,.0f} µs more "
-                f"than the floor ({extra / allowance:.0f}× that allowance): key lookup, "
-                "scoring, session lookup, the reserve and settle round trips to the store "
-                "(each a hand-off to the store's thread or client and back), pricing, the spend "
-                "record and its log line. *Where lynkr's time goes* shows the profile."
+                f"than the floor, {extra / allowance:.0f}× that allowance."
             )
     lines += [
         (
+            "- Those µs go to the key lookup, scoring, the session lookup, pricing, the spend "
+            "record and its log line, and to the reserve and settle round trips to the store. "
+            "Each round trip is a hand-off to the store's thread or client and back. *Where "
+            "lynkr's time goes* shows the profile."
+        ),
+        (
             f"- Serially, the floor's four round trips alone add {floor_added:.2f} ms p50 over "
-            "Envoy alone, out of the 1.0 ms allowed; lynkr adds its store round trips "
-            "(SQLite: a local transaction on a worker thread; Redis: a network round trip and "
-            "a Lua script) and the settle's durable write before the last body chunk leaves."
+            "Envoy alone, out of the 1.0 ms allowed. lynkr adds its store round trips and the "
+            "settle's durable write before the last body chunk leaves. On SQLite a round trip "
+            "is a local transaction on a worker thread, on Redis a network round trip and a Lua "
+            "script."
         ),
         "",
     ]
@@ -360,8 +364,8 @@ def prediction(results: dict[str, Any], derived: dict[str, Any]) -> list[str]:
         if name == "lynkr-sqlite":
             store = row["store_thread_us"]
             text += (
-                f" The cap here is SQLite's one write lock per file, which every process "
-                f"takes for each reserve and each settle batch: the store thread spends "
+                " The cap here is SQLite's one write lock per file, which every process "
+                "takes for each reserve and each settle batch. The store thread spends "
                 f"{store:,.0f} µs of CPU per request inside it, plus the fsync of each batch, "
                 f"so the file stops scaling near {1e6 / store:,.0f} req/s at best. Past that, "
                 "use Redis and PostgreSQL."
@@ -776,13 +780,15 @@ def observer_section(results: dict[str, Any], derived: dict[str, Any]) -> list[s
     lines += [
         (
             f"- In numbers: the observer takes {sse_floor - sse_observe:.2f} ms off each "
-            "event of a stream, because Envoy no longer waits for a reply per chunk, but it "
-            f"costs {cpu_observe - cpu_floor:+,.0f} µs of ext_proc and Envoy CPU per JSON "
-            f"request at 32 connections ({observe['32']['rps']:,.0f} against "
-            f"{floor['32']['rps']:,.0f} req/s), because the second filter opens a second gRPC "
-            "stream per request. lynkr keeps the response in the request path: there a dead "
-            "process stops a response instead of letting it finish unbilled, and translation "
-            "and error events need that path anyway."
+            "event of a stream, because Envoy no longer waits for a reply per chunk. It costs "
+            f"{cpu_observe - cpu_floor:+,.0f} µs of ext_proc and Envoy CPU per JSON request at "
+            f"32 connections ({observe['32']['rps']:,.0f} against {floor['32']['rps']:,.0f} "
+            "req/s), because the second filter opens a second gRPC stream per request."
+        ),
+        (
+            "- lynkr keeps the response in the request path. There a dead process stops a "
+            "response instead of letting it finish unbilled, and translation and error events "
+            "need that path anyway."
         ),
         "",
     ]
