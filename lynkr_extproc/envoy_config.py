@@ -14,6 +14,7 @@ Choices, each for a reason stated in the README's "Envoy settings":
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 from typing import Any
@@ -93,6 +94,7 @@ def _listener(config: Config) -> dict[str, Any]:
                     "cidr_ranges": [{"address_prefix": "255.255.255.255", "prefix_len": 32}]
                 },
                 "stream_idle_timeout": "300s",
+                "local_reply_config": _unavailable_replies(),
                 "route_config": _routes(config),
                 "http_filters": _http_filters(config),
             },
@@ -256,6 +258,63 @@ def _attempt_ext_proc(config: Config) -> dict[str, Any]:
 def _authority(upstream: Upstream) -> str:
     default = 443 if upstream.scheme == "https" else 80
     return upstream.host if upstream.port == default else f"{upstream.host}:{upstream.port}"
+
+
+UNAVAILABLE_MESSAGE = (
+    "lynkr-extproc, the budget service in front of this API, did not answer "
+    "(%RESPONSE_CODE_DETAILS%); retry shortly"
+)
+
+
+def _unavailable_replies() -> dict[str, Any]:
+    """Return JSON bodies for the 503 Envoy sends when the ext_proc service fails.
+
+    Envoy's own reply has an empty body. The filter matches only replies
+    whose details start with ext_proc_error, so the JSON errors that
+    lynkr-extproc itself sends (429, 401, ...) pass unchanged. Anthropic
+    Messages paths get Anthropic's error shape, the others OpenAI's.
+    """
+    failed = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "response.code_details.startsWith('ext_proc_error')",
+            },
+        }
+    }
+    anthropic_path = {
+        "header_filter": {"header": {"name": ":path", "string_match": {"prefix": "/v1/messages"}}}
+    }
+    retry = [{"header": {"key": "retry-after", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return {
+        "mappers": [
+            {
+                "filter": {"and_filter": {"filters": [failed, anthropic_path]}},
+                "headers_to_add": retry,
+                "body_format_override": {
+                    "json_format": {
+                        "type": "error",
+                        "error": {"type": "api_error", "message": UNAVAILABLE_MESSAGE},
+                    }
+                },
+            },
+            {
+                # Copies, so that written YAML has no anchors and aliases.
+                "filter": copy.deepcopy(failed),
+                "headers_to_add": copy.deepcopy(retry),
+                "body_format_override": {
+                    "json_format": {
+                        "error": {
+                            "message": UNAVAILABLE_MESSAGE,
+                            "type": "api_error",
+                            "code": "budget_service_unavailable",
+                        }
+                    }
+                },
+            },
+        ]
+    }
 
 
 def _http_filters(config: Config) -> list[dict[str, Any]]:
