@@ -97,6 +97,29 @@ def read_conversation(body: dict[str, Any], blocks: Blocks, conversation: Conver
     return conversation
 
 
+def reject_unsupported(body: dict[str, Any], upstream: str) -> None:
+    """Raise for the Chat Completions fields that no upstream of these translations has."""
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise unsupported(
+            "n", f"n={n!r}", upstream, "send n=1 and repeat the request for more"
+        )
+    if body.get("functions") or body.get("function_call"):
+        field = "functions" if body.get("functions") else "function_call"
+        raise unsupported(field, "deprecated function calling", upstream, "send tools")
+    modalities = body.get("modalities")
+    if body.get("audio") or (isinstance(modalities, list) and "audio" in modalities):
+        field = "audio" if body.get("audio") else "modalities"
+        raise unsupported(field, "audio output", upstream, "request text output only")
+    if body.get("web_search_options") is not None:
+        raise unsupported(
+            "web_search_options",
+            "OpenAI web search",
+            upstream,
+            "remove web_search_options or route to an OpenAI tier",
+        )
+
+
 def parts(content: Any, path: str) -> list[dict[str, Any]]:
     """Return message content as a list of parts, a string as one text part."""
     if content is None:

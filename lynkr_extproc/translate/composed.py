@@ -72,7 +72,8 @@ class ComposedTranslation:
 
     def stream(self) -> ComposedStream:
         # The outer translation reads the client's counts from the chat usage
-        # chunk, so the inner one sends it whatever the chat request said.
+        # chunk, so the inner one sends that chunk even when the chat request
+        # did not set stream_options.include_usage.
         if hasattr(self.inner, "include_usage"):
             self.inner.include_usage = True
         return ComposedStream(outer=self.outer.stream(), inner=self.inner.stream())

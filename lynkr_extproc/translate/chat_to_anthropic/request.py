@@ -10,7 +10,7 @@ import logging
 import re
 from typing import Any
 
-from .._chat_messages import Blocks, Conversation, read_conversation
+from .._chat_messages import Blocks, Conversation, read_conversation, reject_unsupported
 from .._common import (
     FieldRule,
     parse_data_url,
@@ -178,7 +178,7 @@ def translate_request(
     body: dict[str, Any], *, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> dict[str, Any]:
     """Translate a Chat Completions request into an Anthropic Messages request."""
-    _reject_unsupported(body)
+    reject_unsupported(body, UPSTREAM)
     conversation = read_conversation(body, _BLOCKS, Conversation(system=[], messages=[]))
     upstream: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body)}
     if upstream["max_tokens"] is None:
@@ -197,28 +197,6 @@ def translate_request(
     for field in sorted(set(body) - _HANDLED_FIELDS):
         logger.debug("translate: dropped field %s for an Anthropic upstream", field)
     return upstream
-
-
-def _reject_unsupported(body: dict[str, Any]) -> None:
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise unsupported(
-            "n", f"n={n!r}", UPSTREAM, "send n=1 and repeat the request for more"
-        )
-    if body.get("functions") or body.get("function_call"):
-        field = "functions" if body.get("functions") else "function_call"
-        raise unsupported(field, "deprecated function calling", UPSTREAM, "send tools")
-    modalities = body.get("modalities")
-    if body.get("audio") or (isinstance(modalities, list) and "audio" in modalities):
-        field = "audio" if body.get("audio") else "modalities"
-        raise unsupported(field, "audio output", UPSTREAM, "request text output only")
-    if body.get("web_search_options") is not None:
-        raise unsupported(
-            "web_search_options",
-            "OpenAI web search",
-            UPSTREAM,
-            "remove web_search_options or route to an OpenAI tier",
-        )
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:

@@ -22,7 +22,7 @@ import logging
 import re
 from typing import Any
 
-from .._chat_messages import Blocks, Conversation, read_conversation
+from .._chat_messages import Blocks, Conversation, read_conversation, reject_unsupported
 from .._common import (
     FieldRule,
     derive_id,
@@ -274,7 +274,7 @@ def converse_tool_id(call_id: str) -> str:
 
 def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     """Translate a Chat Completions request into a Converse request body."""
-    _reject_unsupported(body)
+    reject_unsupported(body, UPSTREAM)
     conversation = read_conversation(body, _BLOCKS, _Conversation(system=[], messages=[]))
     upstream: dict[str, Any] = {"messages": conversation.messages}
     if conversation.system:
@@ -291,28 +291,6 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     for field in sorted(set(body) - _HANDLED_FIELDS):
         logger.debug("translate: dropped field %s for a Converse upstream", field)
     return upstream
-
-
-def _reject_unsupported(body: dict[str, Any]) -> None:
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise unsupported(
-            "n", f"n={n!r}", UPSTREAM, "send n=1 and repeat the request for more"
-        )
-    if body.get("functions") or body.get("function_call"):
-        field = "functions" if body.get("functions") else "function_call"
-        raise unsupported(field, "deprecated function calling", UPSTREAM, "send tools")
-    modalities = body.get("modalities")
-    if body.get("audio") or (isinstance(modalities, list) and "audio" in modalities):
-        field = "audio" if body.get("audio") else "modalities"
-        raise unsupported(field, "audio output", UPSTREAM, "request text output only")
-    if body.get("web_search_options") is not None:
-        raise unsupported(
-            "web_search_options",
-            "OpenAI web search",
-            UPSTREAM,
-            "remove web_search_options or route to an OpenAI tier",
-        )
 
 
 def _inference_config(body: dict[str, Any]) -> dict[str, Any]:
